@@ -1,0 +1,66 @@
+# The one interface to the course. Every target bootstraps .venv first (once; again only when
+# requirements.txt or pyproject.toml change).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+SUBMISSIONS ?= submissions
+TIMEOUT ?= 300
+
+# Tests run offline, single-threaded per process, and without progress bars on stderr.
+TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TQDM_DISABLE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
+	MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
+
+# Jupyter refuses to start as root unless told; an ordinary user needs nothing.
+LAB_FLAGS := --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks
+ifeq ($(shell id -u),0)
+LAB_FLAGS += --allow-root
+endif
+ifeq ($(strip $(DISPLAY)$(WAYLAND_DISPLAY)$(filter Darwin,$(shell uname -s))),)
+LAB_FLAGS += --no-browser
+endif
+
+.PHONY: help venv lab test exercises check-generated lint diagrams grade bench clean
+
+help:
+	@echo "make lab        set up (once) and start JupyterLab on notebooks/"
+	@echo "make test       set up (once) and run every test, offline"
+	@echo "make exercises  regenerate notebooks/ and c1p1/parts/ from solutions/ (never overwrites your work)"
+	@echo "make diagrams   redraw diagrams/ from c1p1/diagrams.py"
+	@echo "make grade SUBMISSIONS=dir   grade a folder of learner notebooks (writes grades.csv)"
+	@echo "make bench      time every check and the model against the reference"
+	@echo "make clean      remove caches and .venv (never notebooks)"
+
+venv:
+	@python3 tools/bootstrap.py
+
+lab: venv
+	$(BIN)/jupyter lab $(LAB_FLAGS)
+
+exercises: venv
+	$(PY) -m c1p1.build
+
+check-generated: venv
+	$(PY) -m c1p1.build --check
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/nbstripout --verify solutions/*.ipynb notebooks/*.ipynb
+
+diagrams: venv
+	$(PY) -m c1p1.diagrams
+
+test: venv check-generated lint
+	$(TEST_ENV) $(PY) -m c1p1.diagrams --check
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadscope -q -p no:randomly \
+		--nbval-lax --nbval-current-env tests solutions
+
+grade: venv
+	$(TEST_ENV) $(PY) -m c1p1.grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --csv grades.csv
+
+bench: venv
+	$(TEST_ENV) $(PY) -m c1p1.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +
