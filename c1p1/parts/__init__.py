@@ -1,5 +1,13 @@
 """The course's canonical components, generated from the solution notebooks by `make exercises`."""
 
 from c1p1.parts.p01_layernorm import LayerNorm
+from c1p1.parts.p02_embed import Embed
+from c1p1.parts.p03_pos_embed import PosEmbed
+from c1p1.parts.p04_causal_mask import MaskedAttention
+from c1p1.parts.p05_attention import Attention
+from c1p1.parts.p06_mlp import MLP, gelu_new
+from c1p1.parts.p07_transformer_block import TransformerBlock
+from c1p1.parts.p08_unembed import Unembed
+from c1p1.parts.p09_full_model import DemoTransformer, get_log_probs
 
-__all__ = ['LayerNorm']
+__all__ = ['Attention', 'DemoTransformer', 'Embed', 'LayerNorm', 'MLP', 'MaskedAttention', 'PosEmbed', 'TransformerBlock', 'Unembed', 'gelu_new', 'get_log_probs']

@@ -1,0 +1,27 @@
+"""Generated from solutions/08_unembed.ipynb by `make exercises`. Do not edit: edit the notebook."""
+
+from __future__ import annotations
+
+from jaxtyping import Float
+from torch import Tensor
+from torch import nn
+import torch
+from c1p1.config import Config
+
+__all__ = ['Unembed']
+
+class Unembed(nn.Module):
+    """Turn each position's residual vector into one logit per vocabulary token."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.W_U = nn.Parameter(torch.empty((cfg.d_model, cfg.d_vocab)))  # (d_model, d_vocab)
+        self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab, requires_grad=False))  # (d_vocab,)
+        nn.init.normal_(self.W_U, std=cfg.init_range)
+
+    def forward(self, normalized_resid_final: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_vocab"]:
+        """Return x @ W_U + b_U."""
+        ### BEGIN SOLUTION
+        return normalized_resid_final @ self.W_U + self.b_U  # (batch, posn, d_vocab)
+        ### END SOLUTION
