@@ -32,8 +32,15 @@ def venv_python() -> Path:
 
 
 def run(*args: str | Path) -> None:
+    """Run a command, passing its output on except pip's notes about local package mirrors."""
     print("+", " ".join(str(a) for a in args), flush=True)
-    subprocess.run([str(a) for a in args], check=True, cwd=ROOT)
+    proc = subprocess.Popen([str(a) for a in args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if not line.startswith("WARNING: Location "):
+            print(line, end="", flush=True)
+    if proc.wait() != 0:
+        raise SystemExit(f"Set-up failed: {' '.join(str(a) for a in args)} exited with {proc.returncode}")
 
 
 def main() -> int:
