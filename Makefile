@@ -35,7 +35,7 @@ venv:
 	@python3 tools/bootstrap.py
 
 lab: venv
-	$(BIN)/jupyter lab $(LAB_FLAGS)
+	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_ARGS)
 
 exercises: venv
 	$(PY) -m c1p1.build
