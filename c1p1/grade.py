@@ -1,0 +1,462 @@
+"""Grade a folder of learners' notebooks: run each one, record every check, print a table, write a CSV.
+
+Usage::
+
+    python -m c1p1.grade DIR [--timeout SECONDS] [--csv FILE] [--jobs 1|2]
+    make grade SUBMISSIONS=DIR          # the same, with --timeout 300 --csv grades.csv
+
+Layouts of DIR that are understood (they can be mixed):
+
+- ``DIR/<learner>/<NN_name>.ipynb``: one folder per learner (notebooks in sub-folders of it count
+  too; ``.ipynb_checkpoints`` and hidden folders are ignored);
+- ``DIR/<learner>__<NN_name>.ipynb``: flat, the learner and the notebook joined by two underscores;
+- ``DIR/<anything>.ipynb``: flat, the file stem is the learner, and the checks are whatever the
+  notebook calls.
+
+Each notebook is run on a copy in a temporary folder (the learner's file is only read, never
+written), in its own fresh "python3" kernel, with ``HF_HUB_OFFLINE=1 TQDM_DISABLE=1``, errors
+allowed (a failing cell does not stop the next), and a time limit for the whole notebook: a
+notebook that hangs or loops costs at most ``--timeout`` seconds, then its kernel is killed and its
+remaining checks are "not run". A kernel that dies gives "not run" too. At most two notebooks run at
+once (``--jobs``, default 2; use 1 on a busy machine).
+
+A check cell is a code cell that calls ``tests.test_xxx(...)``. Before the learner's first cell the
+grader wraps every check of ``C1P1_tests`` in the kernel so that each call records its outcome:
+
+- ``pass``: the check passed;
+- ``fail``: the check found a mistake (its message says which), or the check cell raised before
+  the check could run (e.g. a NameError because the class cell had a syntax error);
+- ``not done``: the learner's code still raises NotImplementedError;
+- ``not run``: the notebook timed out or its kernel died before the check cell, the check cell is
+  missing, or the notebook was not submitted.
+
+A check is graded from the notebook that teaches it (``c1p1.catalog``) when the learner submitted
+that notebook, otherwise from any notebook that calls it; within a notebook the last call counts.
+The table shows one row per learner and one column per check; each cell that is not a pass has a
+note number, and the notes below the table give the first line of the check's message. The CSV
+(``--csv``) has one row per learner and check with the full message.
+
+The exit code is 0 whenever grading ran, even if every learner failed (it is a report); it is
+non-zero only for usage errors (DIR missing, no notebook in it, a bad option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from c1p1.catalog import CHECKS, checks_of
+
+STATUSES = ("pass", "fail", "not done", "not run")
+CHECK_CALL = re.compile(r"\btests\s*\.\s*(test_\w+)\s*\(")
+FLAT_SEPARATOR = "__"
+MAX_OUTPUTS_PER_CELL = 200  # a cell that prints in a loop must not fill the grader's memory
+KERNEL_ENV = {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+KERNEL_ENV_DEFAULTS = {"OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "TRANSFORMERS_OFFLINE": "1"}
+LOG_NAME = "c1p1_grade_log.jsonl"
+NOT_SUBMITTED = "not submitted"
+
+# Run in the learner's kernel before their first cell: every check records how each call ended.
+INSTRUMENT = """
+def _c1p1_grade_instrument(log_path):
+    import contextlib, functools, io, json, sys
+    try:
+        import C1P1_tests
+    except Exception:
+        return
+    def wrap(name, check):
+        @functools.wraps(check)
+        def recorded(*args, **kwargs):
+            status, message, buffer = "fail", "", io.StringIO()
+            try:
+                with contextlib.redirect_stdout(buffer):
+                    result = check(*args, **kwargs)
+                status = "pass"
+                return result
+            except C1P1_tests.NotDoneYet as exc:
+                status, message = "not done", str(exc)
+                raise
+            except C1P1_tests.CheckFailed as exc:
+                message = str(exc)
+                raise
+            except NotImplementedError as exc:
+                status, message = "not done", f"{name}: NotImplementedError: {exc}"
+                raise
+            except BaseException as exc:
+                message = f"{name} could not run: {type(exc).__name__}: {exc}"
+                raise
+            finally:
+                printed = buffer.getvalue()
+                sys.stdout.write(printed)
+                if status == "pass":
+                    lines = [line for line in printed.splitlines() if "passed" in line]
+                    message = lines[-1] if lines else printed.strip()
+                with open(log_path, "a", encoding="utf-8") as log:
+                    log.write(json.dumps({"check": name, "status": status, "message": message}) + "\\n")
+        recorded._c1p1_graded = True
+        return recorded
+    for name in dir(C1P1_tests):
+        check = getattr(C1P1_tests, name)
+        if name.startswith("test_") and callable(check) and not getattr(check, "_c1p1_graded", False):
+            setattr(C1P1_tests, name, wrap(name, check))
+_c1p1_grade_instrument(%r)
+del _c1p1_grade_instrument
+"""
+
+
+@dataclass
+class Submission:
+    learner: str
+    path: Path
+    notebook: str  # the notebook's stem, e.g. "05_attention" (for a flat "<learner>.ipynb", the learner)
+
+
+@dataclass
+class Outcome:
+    check: str
+    status: str
+    message: str
+    cell: int | None = None  # index of the cell that called the check
+
+
+@dataclass
+class NotebookReport:
+    learner: str
+    notebook: str
+    path: str
+    seconds: float = 0.0
+    outcomes: list[Outcome] = field(default_factory=list)
+    problem: str = ""  # why the notebook stopped early, if it did
+
+
+# ------------------------------------------------------------------------------------- finding
+
+
+def _visible(path: Path, root: Path) -> bool:
+    parts = path.relative_to(root).parts
+    return not any(p.startswith(".") or p == "__pycache__" for p in parts)
+
+
+def discover(root: Path) -> list[Submission]:
+    """Every learner notebook under ``root``, in a stable order (see the module docstring for layouts)."""
+    found = []
+    for entry in sorted(root.iterdir()):
+        if not _visible(entry, root):
+            continue
+        if entry.is_dir():
+            for nb in sorted(entry.rglob("*.ipynb")):
+                if _visible(nb, root) and nb.is_file():
+                    found.append(Submission(entry.name, nb, nb.stem))
+        elif entry.suffix == ".ipynb" and entry.is_file():
+            learner, sep, notebook = entry.stem.partition(FLAT_SEPARATOR)
+            found.append(Submission(learner, entry, notebook if sep and notebook else entry.stem))
+    return found
+
+
+# ------------------------------------------------------------------------------------- running
+
+
+def _client_class():
+    from nbclient import NotebookClient
+
+    class GradingClient(NotebookClient):
+        """An nbclient that keeps at most MAX_OUTPUTS_PER_CELL outputs per cell (errors are always kept)."""
+
+        def output(self, outs, msg, display_id, cell_index):
+            if len(outs) >= MAX_OUTPUTS_PER_CELL and msg["msg_type"] != "error":
+                return None
+            return super().output(outs, msg, display_id, cell_index)
+
+    return GradingClient
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _cell_error(cell) -> tuple[str, str] | None:
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            return out.get("ename", ""), out.get("evalue", "")
+    return None
+
+
+def _at(nb, index: int) -> str:
+    """Where a notebook stopped: the cell's number (counting every cell from 1) and its first line."""
+    if index >= len(nb.cells):
+        return ""
+    return f" (stopped in cell {index + 1}: `{_first_line(nb.cells[index].source)[:60]}`)"
+
+
+def _read_log(path: Path, seen: int) -> list[dict]:
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for line in lines[seen:]:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            records.append({"check": "?", "status": "fail", "message": "unreadable record"})
+    return records
+
+
+def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> NotebookReport:
+    """Run one notebook (a copy of it) in a fresh kernel and record every check call; never raises."""
+    import nbformat
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    report = NotebookReport(learner, notebook, path)
+    start = time.monotonic()
+    deadline = start + timeout
+    with tempfile.TemporaryDirectory(prefix="c1p1-grade-") as tmp:
+        work = Path(tmp) / Path(path).name
+        shutil.copyfile(path, work)
+        try:
+            nb = nbformat.read(work, as_version=4)
+        except Exception as exc:  # noqa: BLE001 - a broken file is reported, not fatal
+            report.problem = f"the notebook cannot be read: {type(exc).__name__}: {_first_line(str(exc))}"
+            report.seconds = time.monotonic() - start
+            return report
+        log = Path(tmp) / LOG_NAME
+        env = {**KERNEL_ENV_DEFAULTS, **os.environ, **KERNEL_ENV}
+        client = _client_class()(
+            nb,
+            timeout=max(1, int(timeout)),
+            startup_timeout=max(1, int(min(60, timeout))),
+            kernel_name="python3",
+            allow_errors=True,
+            shutdown_kernel="immediate",
+            resources={"metadata": {"path": tmp}},
+        )
+        check_cells = {
+            i: CHECK_CALL.findall(c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+        }
+        check_cells = {i: names for i, names in check_cells.items() if names}
+        reached = -1  # the last cell whose execution finished
+        seen = 0
+        try:
+            with client.setup_kernel(env=env, stderr=subprocess.DEVNULL):
+                # The instrumenting cell runs in cell 0's place, then makes way for the learner's cells.
+                nb.cells.insert(0, nbformat.v4.new_code_cell(INSTRUMENT % str(log)))
+                try:
+                    client.execute_cell(nb.cells[0], 0, store_history=False)
+                finally:
+                    nb.cells.pop(0)
+                for index, cell in enumerate(nb.cells):
+                    if cell.cell_type != "code":
+                        reached = index
+                        continue
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise CellTimeoutError(f"no time left before cell {index}")
+                    client.timeout = max(1, int(remaining + 0.999))
+                    client.execute_cell(cell, index)
+                    records = _read_log(log, seen)
+                    seen += len(records)
+                    called = {r["check"] for r in records}
+                    report.outcomes += [Outcome(r["check"], r["status"], r["message"], index) for r in records]
+                    error = _cell_error(cell)
+                    for name in check_cells.get(index, []):
+                        if name in called or error is None:
+                            continue
+                        ename, evalue = error
+                        status = "not done" if ename in ("NotImplementedError", "NotDoneYet") else "fail"
+                        report.outcomes.append(
+                            Outcome(name, status, f"the check cell raised {ename}: {evalue}".rstrip(": "), index)
+                        )
+                        break  # the cell stopped at its first error
+                    reached = index
+        except CellTimeoutError:
+            report.problem = f"timeout: the notebook ran for more than {timeout:g} s{_at(nb, reached + 1)}"
+        except DeadKernelError:
+            report.problem = f"the kernel died{_at(nb, reached + 1)} (out of memory, or the code crashed Python)"
+        except Exception as exc:  # noqa: BLE001 - one notebook's trouble must not stop the others
+            report.problem = f"the notebook could not be run: {type(exc).__name__}: {_first_line(str(exc))}"
+        if report.problem:
+            graded = {o.check for o in report.outcomes}
+            for index, names in sorted(check_cells.items()):
+                if index > reached:
+                    report.outcomes += [Outcome(n, "not run", report.problem, index) for n in names if n not in graded]
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def _run_one(args: tuple[str, str, str, float]) -> NotebookReport:
+    return run_notebook(*args)
+
+
+# ------------------------------------------------------------------------------------- grading
+
+
+@dataclass
+class Grade:
+    learner: str
+    check: str
+    notebook: str
+    status: str
+    message: str
+    seconds: float
+
+
+def _final(outcomes: list[Outcome], check: str) -> Outcome | None:
+    done = [o for o in outcomes if o.check == check and o.status != "not run"]
+    if done:
+        return done[-1]
+    rest = [o for o in outcomes if o.check == check]
+    return rest[-1] if rest else None
+
+
+def grade(reports: list[NotebookReport]) -> tuple[list[Grade], list[str]]:
+    """One grade per learner and check, and the checks that appear, in catalogue order."""
+    learners = sorted({r.learner for r in reports})
+    called = {o.check for r in reports for o in r.outcomes}
+    submitted = {r.notebook for r in reports}
+    columns = [c for c in CHECKS if c in called or CHECKS[c].stem in submitted]
+    columns += sorted(called - set(columns))
+    grades = []
+    for learner in learners:
+        mine = [r for r in reports if r.learner == learner]
+        for check in columns:
+            info = CHECKS.get(check)
+            home = [r for r in mine if info is not None and r.notebook == info.stem]
+            chosen: tuple[NotebookReport, Outcome] | None = None
+            for report in home or mine:
+                outcome = _final(report.outcomes, check)
+                if outcome is not None and (chosen is None or chosen[1].status == "not run"):
+                    chosen = (report, outcome)
+            if chosen is not None:
+                report, outcome = chosen
+                grades.append(Grade(learner, check, Path(report.path).name, outcome.status, outcome.message,
+                                    round(report.seconds, 1)))
+            elif home:
+                report = home[0]
+                why = report.problem or f"no cell calls tests.{check}(...)"
+                grades.append(Grade(learner, check, Path(report.path).name, "not run", why, round(report.seconds, 1)))
+            else:
+                where = info.notebook if info is not None else "a notebook that calls it"
+                grades.append(Grade(learner, check, "", "not run", f"{NOT_SUBMITTED} ({where})", 0.0))
+    return grades, columns
+
+
+def _short(status: str) -> str:
+    return {"pass": "pass", "fail": "FAIL", "not done": "not done", "not run": "not run"}[status]
+
+
+def table(grades: list[Grade], columns: list[str]) -> str:
+    """The learner × check table, with numbered notes giving the first line of each message."""
+    learners = sorted({g.learner for g in grades})
+    by_key = {(g.learner, g.check): g for g in grades}
+    headers = ["learner"] + [CHECKS[c].short if c in CHECKS else c for c in columns]
+    rows, notes = [], []
+    for learner in learners:
+        row = [learner]
+        for check in columns:
+            g = by_key[(learner, check)]
+            if g.status == "pass":
+                row.append("pass")
+            elif g.status == "not run" and g.message.startswith(NOT_SUBMITTED):
+                row.append("-")
+            else:
+                notes.append(f"[{len(notes) + 1}] {learner} / {check}: {_first_line(g.message)}")
+                row.append(f"{_short(g.status)} [{len(notes)}]")
+        rows.append(row)
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in [headers, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    counts = {s: sum(g.status == s for g in grades) for s in STATUSES}
+    lines.append("")
+    if any(g.message.startswith(NOT_SUBMITTED) for g in grades):
+        lines.append("- : the notebook with this check was not submitted.")
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items()) + f" ({len(learners)} learners, {len(columns)} checks)")
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines)
+
+
+def write_csv(grades: list[Grade], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["learner", "check", "notebook", "status", "message", "notebook_seconds"])
+        for g in grades:
+            writer.writerow([g.learner, g.check, g.notebook, g.status, g.message, g.seconds])
+
+
+def run_all(submissions: list[Submission], timeout: float, jobs: int) -> list[NotebookReport]:
+    tasks = [(s.learner, s.notebook, str(s.path), timeout) for s in submissions]
+    reports: list[NotebookReport] = []
+
+    def progress(report: NotebookReport) -> None:
+        statuses = [o.status for o in report.outcomes]
+        summary = ", ".join(f"{statuses.count(s)} {s}" for s in STATUSES if statuses.count(s)) or "no check"
+        extra = f"; {report.problem}" if report.problem else ""
+        print(f"  {report.learner} / {Path(report.path).name}: {summary} ({report.seconds:.1f} s{extra})",
+              file=sys.stderr, flush=True)
+
+    if jobs <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            reports.append(_run_one(task))
+            progress(reports[-1])
+        return reports
+    import multiprocessing
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures: list[tuple[tuple, Future]] = [(task, pool.submit(_run_one, task)) for task in tasks]
+        for task, future in futures:
+            try:
+                report = future.result()
+            except Exception as exc:  # noqa: BLE001 - a crashed worker costs one notebook, not the run
+                report = NotebookReport(task[0], task[1], task[2], problem=f"the grader's worker failed: {exc}")
+                names = [c.name for c in checks_of(task[1])]
+                report.outcomes = [Outcome(n, "not run", report.problem) for n in names]
+            reports.append(report)
+            progress(report)
+    return reports
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m c1p1.grade",
+        description="Run every learner notebook in DIR and report each check: pass, fail, not done, not run.",
+    )
+    parser.add_argument("dir", metavar="DIR", type=Path, help="the submissions folder (see the layouts in --help)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per notebook (default 300)")
+    parser.add_argument("--csv", type=Path, default=None, help="also write the grades to this CSV file")
+    parser.add_argument("--jobs", type=int, default=2, choices=(1, 2), help="notebooks run at once (default 2)")
+    parser.epilog = "Layouts: DIR/<learner>/<NN_name>.ipynb, DIR/<learner>__<NN_name>.ipynb, or DIR/<learner>.ipynb."
+    args = parser.parse_args(argv)
+    if not args.dir.is_dir():
+        parser.error(f"{args.dir} is not a folder")
+    if args.timeout <= 0:
+        parser.error("--timeout must be positive")
+    submissions = discover(args.dir)
+    if not submissions:
+        parser.error(f"no .ipynb notebooks found in {args.dir}")
+    learners = len({s.learner for s in submissions})
+    print(f"Grading {len(submissions)} notebooks of {learners} learners in {args.dir} "
+          f"(timeout {args.timeout:g} s per notebook, {args.jobs} at a time)", file=sys.stderr, flush=True)
+    reports = run_all(submissions, args.timeout, args.jobs)
+    grades, columns = grade(reports)
+    print(table(grades, columns))
+    if args.csv is not None:
+        write_csv(grades, args.csv)
+        print(f"\nWrote {args.csv} ({len(grades)} rows).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Every check in c1p1.catalog: it passes the canonical answer, refuses the exercise stub, and is never vacuous.
+
+The catalogue and C1P1_tests must name the same checks. While a check or its canonical part is still
+being written, its tests skip and say which piece is missing.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import C1P1_tests
+from c1p1.catalog import CHECKS, CheckInfo, PartMissing
+from c1p1.checks.core import CheckFailed, NotDoneYet
+from tests.notebook_code import definitions
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def collected() -> set[str]:
+    return {name for name in dir(C1P1_tests) if name.startswith("test_") and callable(getattr(C1P1_tests, name))}
+
+
+def check_of(info: CheckInfo):
+    fn = getattr(C1P1_tests, info.name, None)
+    if fn is None:
+        pytest.skip(f"{info.name} is not in C1P1_tests yet (no module in c1p1/checks/ defines it)")
+    return fn
+
+
+def canonical_of(info: CheckInfo) -> object:
+    try:
+        return info.canonical()
+    except PartMissing as exc:
+        pytest.skip(f"{info.name}: {exc}")
+
+
+def resolve(namespace: dict, dotted: str) -> object:
+    head, *rest = dotted.split(".")
+    obj = namespace[head]
+    for attr in rest:
+        obj = getattr(obj, attr)
+    return obj
+
+
+def stub_of(info: CheckInfo) -> object:
+    path = ROOT / "notebooks" / info.notebook
+    if not path.exists():
+        pytest.skip(f"{info.name}: notebooks/{info.notebook} does not exist yet (run `make exercises`)")
+    namespace = definitions(f"notebooks/{info.notebook}")
+    try:
+        return resolve(namespace, info.thing)
+    except (KeyError, AttributeError):
+        pytest.skip(f"{info.name}: notebooks/{info.notebook} defines no {info.thing} yet")
+
+
+def perturb(out: object) -> object:
+    """A wrong answer of the same shape and dtype: no correct check can accept it."""
+    if isinstance(out, torch.Tensor):
+        if out.is_floating_point():
+            return out * 1.5 + 0.5
+        return out + 1
+    if isinstance(out, tuple | list):
+        return type(out)(perturb(o) for o in out)
+    return out
+
+
+def wrong_version(obj: object) -> object:
+    """The canonical answer with every output perturbed, under the same name."""
+    if isinstance(obj, type) and issubclass(obj, nn.Module):
+
+        def forward(self, *args, **kwargs):
+            return perturb(obj.forward(self, *args, **kwargs))
+
+        return type(obj.__name__, (obj,), {"forward": forward, "__module__": "notebook"})
+
+    @functools.wraps(obj)
+    def wrong(*args, **kwargs):
+        return perturb(obj(*args, **kwargs))
+
+    return wrong
+
+
+def test_catalogue_names_every_check():
+    extra = collected() - set(CHECKS)
+    assert not extra, f"checks in C1P1_tests but not in c1p1/catalog.py: {sorted(extra)}"
+    missing = set(CHECKS) - collected()
+    if missing:
+        pytest.skip(f"in the catalogue but not written yet: {sorted(missing)}")
+
+
+def test_catalogue_notebooks_exist():
+    missing = sorted({c.notebook for c in CHECKS.values() if not (ROOT / "solutions" / c.notebook).exists()})
+    if missing:
+        pytest.skip(f"solution notebooks not written yet: {missing}")
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_passes_the_canonical_answer(name, reference, capsys):
+    info = CHECKS[name]
+    check = check_of(info)
+    check(canonical_of(info))
+    assert f"{name} passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_stub_is_not_done(name, reference):
+    info = CHECKS[name]
+    check = check_of(info)
+    stub = stub_of(info)
+    with pytest.raises(NotDoneYet) as caught:
+        check(stub)
+    assert isinstance(caught.value, NotImplementedError)
+    assert "YOUR CODE HERE" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_is_not_vacuous(name, reference):
+    """A check must run the learner's code and compare it: a perturbed canonical answer fails."""
+    info = CHECKS[name]
+    check = check_of(info)
+    with pytest.raises(CheckFailed) as caught:
+        check(wrong_version(canonical_of(info)))
+    assert "Traceback" not in str(caught.value)

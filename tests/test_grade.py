@@ -1,0 +1,164 @@
+"""The grader: it runs a folder of submissions and reports pass, not done, fail (with the cause) and timeouts.
+
+One grading run (a module fixture) covers five learners: a complete notebook, the exercise with its
+stubs, a wrong implementation (the bias dropped), one that hangs before its check, and one whose
+kernel dies at its first cell. The learners' files must be byte-identical afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from c1p1.grade import discover
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 40
+CORRECT_LINE = "return normalised * self.w + self.b"
+
+
+def solution() -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / "solutions" / "01_layernorm.ipynb", as_version=4)
+
+
+def check_cell_index(nb: nbformat.NotebookNode) -> int:
+    return next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "tests.test_layer_norm(" in c.source)
+
+
+def with_cell_before_check(source: str) -> nbformat.NotebookNode:
+    nb = solution()
+    nb.cells.insert(check_cell_index(nb), nbformat.v4.new_code_cell(source))
+    return nb
+
+
+def without_bias() -> nbformat.NotebookNode:
+    nb = solution()
+    cells = [c for c in nb.cells if c.cell_type == "code" and CORRECT_LINE in c.source]
+    assert len(cells) == 1, "the LayerNorm solution's last line changed: update CORRECT_LINE"
+    cells[0].source = cells[0].source.replace(CORRECT_LINE, "return normalised * self.w")
+    return nb
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_grade(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "c1p1.grade", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    subs = tmp_path_factory.mktemp("submissions")
+    (subs / "alice").mkdir()
+    (subs / "bob").mkdir()
+    (subs / "carol").mkdir()
+    nbformat.write(solution(), subs / "alice" / "01_layernorm.ipynb")
+    (subs / "bob" / "01_layernorm.ipynb").write_bytes((ROOT / "notebooks" / "01_layernorm.ipynb").read_bytes())
+    nbformat.write(without_bias(), subs / "carol" / "01_layernorm.ipynb")
+    nbformat.write(with_cell_before_check("while True:\n    pass"), subs / "dave__01_layernorm.ipynb")
+    crash = solution()
+    crash.cells.insert(0, nbformat.v4.new_code_cell("import os\nos._exit(1)"))  # dies at once: keeps the test short
+    nbformat.write(crash, subs / "erin__01_layernorm.ipynb")
+    before = digest(subs)
+    out_csv = tmp_path_factory.mktemp("out") / "grades.csv"
+    start = time.monotonic()
+    result = run_grade(str(subs), "--timeout", str(TIMEOUT), "--csv", str(out_csv))
+    elapsed = time.monotonic() - start
+    rows = {}
+    if out_csv.exists():
+        with out_csv.open(newline="", encoding="utf-8") as f:
+            rows = {(r["learner"], r["check"]): r for r in csv.DictReader(f)}
+    return {"result": result, "rows": rows, "before": before, "after": digest(subs), "elapsed": elapsed}
+
+
+def test_exit_code_is_zero_although_learners_fail(graded):
+    result = graded["result"]
+    assert result.returncode == 0, result.stderr
+
+
+def test_complete_notebook_passes(graded):
+    assert graded["rows"][("alice", "test_layer_norm")]["status"] == "pass"
+    assert "test_layer_norm passed" in graded["rows"][("alice", "test_layer_norm")]["message"]
+
+
+def test_stub_is_not_done(graded):
+    row = graded["rows"][("bob", "test_layer_norm")]
+    assert row["status"] == "not done"
+    assert "YOUR CODE HERE" in row["message"]
+
+
+def test_wrong_implementation_fails_with_its_cause(graded):
+    row = graded["rows"][("carol", "test_layer_norm")]
+    assert row["status"] == "fail"
+    assert "FAILED" in row["message"] and "self.b" in row["message"]
+
+
+def test_hang_is_a_timeout_and_costs_at_most_the_timeout(graded):
+    row = graded["rows"][("dave", "test_layer_norm")]
+    assert row["status"] == "not run"
+    assert "timeout" in row["message"] and "while True:" in row["message"]
+    assert float(row["notebook_seconds"]) < TIMEOUT + 10
+
+
+def test_kernel_death_is_not_run(graded):
+    row = graded["rows"][("erin", "test_layer_norm")]
+    assert row["status"] == "not run"
+    assert "kernel died" in row["message"] and "stopped in cell 1:" in row["message"]
+
+
+def test_table_shows_every_learner_and_the_first_line_of_each_message(graded):
+    out = graded["result"].stdout
+    lines = out.splitlines()
+    assert lines[0].split() == ["learner", "layer_norm"]
+    table = {line.split()[0]: line.split(None, 1)[1] for line in lines[2:7]}
+    assert table["alice"] == "pass"
+    assert table["bob"].startswith("not done [")
+    assert table["carol"].startswith("FAIL [")
+    assert table["dave"].startswith("not run [")
+    assert table["erin"].startswith("not run [")
+    assert "1 pass, 1 fail, 1 not done, 2 not run (5 learners, 1 checks)" in out
+    assert "carol / test_layer_norm: test_layer_norm FAILED" in out
+    assert "Traceback" not in out
+
+
+def test_learners_files_are_unchanged(graded):
+    assert graded["after"] == graded["before"]
+
+
+def test_whole_run_is_bounded(graded):
+    # Two notebooks at a time: the hang costs TIMEOUT, the other four about 10 s each.
+    assert graded["elapsed"] < 120, graded["result"].stderr
+
+
+def test_missing_folder_is_a_usage_error(tmp_path):
+    result = run_grade(str(tmp_path / "nowhere"))
+    assert result.returncode == 2
+    assert "is not a folder" in result.stderr
+
+
+def test_empty_folder_is_a_usage_error(tmp_path):
+    result = run_grade(str(tmp_path))
+    assert result.returncode == 2
+    assert "no .ipynb notebooks" in result.stderr
+
+
+def test_layouts(tmp_path):
+    for rel in ("ann/01_layernorm.ipynb", "ann/week2/05_attention.ipynb", "ann/.ipynb_checkpoints/01_layernorm.ipynb",
+                "ben__02_embed.ipynb", "cleo.ipynb", ".hidden.ipynb"):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    found = [(s.learner, s.notebook) for s in discover(tmp_path)]
+    assert found == [("ann", "01_layernorm"), ("ann", "05_attention"), ("ben", "02_embed"), ("cleo", "cleo")]
