@@ -11,8 +11,9 @@ from c1p1.config import Config
 __all__ = ['gelu_new', 'MLP']
 
 def gelu_new(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
-    """GPT-2's GELU: the tanh approximation."""
-    return 0.5 * x * (1.0 + torch.tanh((2.0 / torch.pi) ** 0.5 * (x + 0.044715 * x.pow(3))))
+    """GPT-2's GELU: the tanh approximation, applied element-wise."""
+    inner = (2.0 / torch.pi) ** 0.5 * (x + 0.044715 * x.pow(3))  # same shape as x
+    return 0.5 * x * (1.0 + torch.tanh(inner))  # same shape as x
 
 
 class MLP(nn.Module):
@@ -29,7 +30,7 @@ class MLP(nn.Module):
         nn.init.normal_(self.W_out, std=cfg.init_range)
 
     def forward(self, normalized_resid_mid: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
-        """Return gelu_new(x @ W_in + b_in) @ W_out + b_out."""
+        """Return gelu_new(x @ W_in + b_in) @ W_out + b_out, for every batch entry and position."""
         ### BEGIN SOLUTION
         pre = normalized_resid_mid @ self.W_in + self.b_in  # (batch, posn, d_mlp)
         post = gelu_new(pre)  # (batch, posn, d_mlp)
