@@ -241,6 +241,10 @@ BLOCK_MISTAKES = {
         lambda s, x: (lambda mid: mid + s.mlp(s.ln1(mid)))(x + s.attn(s.ln1(x))),
         ["ln1 is used twice"],
     ),
+    "ln2 used twice": (
+        lambda s, x: (lambda mid: mid + s.mlp(s.ln2(mid)))(x + s.attn(s.ln2(x))),
+        ["ln2 is used twice"],
+    ),
     "no LayerNorm": (
         lambda s, x: (lambda mid: mid + s.mlp(mid))(x + s.attn(x)),
         ["no LayerNorm"],
