@@ -248,6 +248,7 @@ def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> Note
         }
         check_cells = {i: names for i, names in check_cells.items() if names}
         reached = -1  # the last cell whose execution finished
+        first_error: str | None = None  # the first cell that raised, for a later NameError's message
         seen = 0
         try:
             with client.setup_kernel(env=env, stderr=subprocess.DEVNULL):
@@ -276,10 +277,13 @@ def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> Note
                             continue
                         ename, evalue = error
                         status = "not done" if ename in ("NotImplementedError", "NotDoneYet") else "fail"
-                        report.outcomes.append(
-                            Outcome(name, status, f"the check cell raised {ename}: {evalue}".rstrip(": "), index)
-                        )
+                        message = f"the check cell raised {ename}: {evalue}".rstrip(": ")
+                        if first_error is not None and ename == "NameError":
+                            message += f" (an earlier cell failed first: {first_error})"
+                        report.outcomes.append(Outcome(name, status, message, index))
                         break  # the cell stopped at its first error
+                    if error is not None and first_error is None:
+                        first_error = f"cell {index + 1} raised {error[0]}: {_first_line(error[1])}".rstrip(": ")
                     reached = index
         except CellTimeoutError:
             report.problem = f"timeout: the notebook ran for more than {timeout:g} s{_at(nb, reached + 1)}"
