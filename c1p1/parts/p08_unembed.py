@@ -21,7 +21,7 @@ class Unembed(nn.Module):
         nn.init.normal_(self.W_U, std=cfg.init_range)
 
     def forward(self, normalized_resid_final: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_vocab"]:
-        """Return x @ W_U + b_U."""
+        """Return normalized_resid_final @ W_U + b_U: the logits at every position."""
         ### BEGIN SOLUTION
         return normalized_resid_final @ self.W_U + self.b_U  # (batch, posn, d_vocab)
         ### END SOLUTION
