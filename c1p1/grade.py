@@ -30,8 +30,9 @@ grader wraps every check of ``C1P1_tests`` in the kernel so that each call recor
 - ``not run``: the notebook timed out or its kernel died before the check cell, the check cell is
   missing, or the notebook was not submitted.
 
-A check is graded from the notebook that teaches it (``c1p1.catalog``) when the learner submitted
-that notebook, otherwise from any notebook that calls it; within a notebook the last call counts.
+A check is graded from the notebook that teaches it (``c1p1.catalog``). Calls in the course's other
+notebooks (``NN_name``, e.g. the tour in 00_overview) do not count; calls in a notebook with any other
+name (``DIR/<learner>.ipynb``) do. Within a notebook the last call counts.
 The table shows one row per learner and one column per check; each cell that is not a pass has a
 note number, and the notes below the table give the first line of the check's message. The CSV
 (``--csv``) has one row per learner and check with the full message.
@@ -59,6 +60,7 @@ from pathlib import Path
 from c1p1.catalog import CHECKS, checks_of
 
 STATUSES = ("pass", "fail", "not done", "not run")
+COURSE_NOTEBOOK = re.compile(r"^\d\d_")
 CHECK_CALL = re.compile(r"\btests\s*\.\s*(test_\w+)\s*\(")
 FLAT_SEPARATOR = "__"
 MAX_OUTPUTS_PER_CELL = 200  # a cell that prints in a loop must not fill the grader's memory
@@ -325,10 +327,21 @@ def _final(outcomes: list[Outcome], check: str) -> Outcome | None:
     return rest[-1] if rest else None
 
 
+def counts_for(report: NotebookReport, check: str) -> bool:
+    """Whether a call of ``check`` in this notebook grades it.
+
+    A course notebook (``NN_name``) grades only the checks it teaches: the tour in 00_overview calls
+    test_layer_norm on the course's own LayerNorm (and on a broken one, on purpose), which says
+    nothing about the learner. A notebook with any other name grades every check it calls.
+    """
+    info = CHECKS.get(check)
+    return info is None or report.notebook == info.stem or not COURSE_NOTEBOOK.match(report.notebook)
+
+
 def grade(reports: list[NotebookReport]) -> tuple[list[Grade], list[str]]:
     """One grade per learner and check, and the checks that appear, in catalogue order."""
     learners = sorted({r.learner for r in reports})
-    called = {o.check for r in reports for o in r.outcomes}
+    called = {o.check for r in reports for o in r.outcomes if counts_for(r, o.check)}
     submitted = {r.notebook for r in reports}
     columns = [c for c in CHECKS if c in called or CHECKS[c].stem in submitted]
     columns += sorted(called - set(columns))
@@ -339,7 +352,7 @@ def grade(reports: list[NotebookReport]) -> tuple[list[Grade], list[str]]:
             info = CHECKS.get(check)
             home = [r for r in mine if info is not None and r.notebook == info.stem]
             chosen: tuple[NotebookReport, Outcome] | None = None
-            for report in home or mine:
+            for report in home or [r for r in mine if counts_for(r, check)]:
                 outcome = _final(report.outcomes, check)
                 if outcome is not None and (chosen is None or chosen[1].status == "not run"):
                     chosen = (report, outcome)
@@ -437,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m c1p1.grade",
         description="Run every learner notebook in DIR and report each check: pass, fail, not done, not run.",
     )
-    parser.add_argument("dir", metavar="DIR", type=Path, help="the submissions folder (see the layouts in --help)")
+    parser.add_argument("dir", metavar="DIR", type=Path, help="the submissions folder (layouts below)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per notebook (default 300)")
     parser.add_argument("--csv", type=Path, default=None, help="also write the grades to this CSV file")
     parser.add_argument("--jobs", type=int, default=2, choices=(1, 2), help="notebooks run at once (default 2)")

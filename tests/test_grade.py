@@ -164,3 +164,26 @@ def test_layouts(tmp_path):
         path.write_text("{}")
     found = [(s.learner, s.notebook) for s in discover(tmp_path)]
     assert found == [("ann", "01_layernorm"), ("ann", "05_attention"), ("ben", "02_embed"), ("cleo", "cleo")]
+
+
+def test_which_call_grades_a_check():
+    from c1p1.grade import NotebookReport, Outcome, grade
+
+    def report(learner, notebook, *outcomes):
+        return NotebookReport(learner, notebook, f"{learner}/{notebook}.ipynb", 1.0, list(outcomes))
+
+    tour = ("00_overview", Outcome("test_layer_norm", "pass", "ok"), Outcome("test_layer_norm", "fail", "demo"))
+    reports = [
+        report("ann", *tour),  # the tour alone grades nothing
+        report("ben", *tour),
+        report("ben", "01_layernorm", Outcome("test_layer_norm", "not done", "stub")),
+        report("cat", "cat", Outcome("test_layer_norm", "fail", "first"), Outcome("test_layer_norm", "pass", "then")),
+        report("dan", "01_layernorm"),  # submitted, but the check cell was deleted
+    ]
+    grades, columns = grade(reports)
+    assert columns == ["test_layer_norm"]
+    by = {g.learner: (g.status, g.message) for g in grades}
+    assert by["ann"] == ("not run", "not submitted (01_layernorm.ipynb)")
+    assert by["ben"] == ("not done", "stub")
+    assert by["cat"] == ("pass", "then")  # any other name: its own calls count, the last one wins
+    assert by["dan"] == ("not run", "no cell calls tests.test_layer_norm(...)")
