@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 from torch import nn
@@ -126,3 +127,15 @@ def test_is_not_vacuous(name, reference):
     with pytest.raises(CheckFailed) as caught:
         check(wrong_version(canonical_of(info)))
     assert "Traceback" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_the_notebook_has_the_check_cell(name):
+    """The catalogue agrees with the notebooks: the solution calls tests.<check>(<thing>) in a code cell."""
+    info = CHECKS[name]
+    path = ROOT / "solutions" / info.notebook
+    if not path.exists():
+        pytest.skip(f"{name}: solutions/{info.notebook} does not exist yet")
+    nb = nbformat.read(path, as_version=4)
+    call = f"tests.{name}({info.thing})"
+    assert any(call in c.source for c in nb.cells if c.cell_type == "code"), f"no cell in {info.notebook} runs {call}"
