@@ -110,6 +110,24 @@ class TrilMask(MultiHeadAttention):
         return self.out_proj(z.transpose(1, 2).contiguous().view(b, n, self.d_out))  # (batch, posn, d_out)
 
 
+class BroadcastMask(MultiHeadAttention):
+    """A (1, 1, context_length, context_length) buffer that broadcasts over batch and heads."""
+
+    def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False):
+        super().__init__(d_in, d_out, context_length, dropout, num_heads, qkv_bias)
+        del self.mask
+        causal = torch.ones(context_length, context_length).tril().view(1, 1, context_length, context_length)
+        self.register_buffer("causal", causal)
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        q, k, v = (t.view(b, n, self.num_heads, self.head_dim).transpose(1, 2) for t in project(self, x))
+        scores = q @ k.transpose(-1, -2) / self.head_dim**0.5  # (batch, n_heads, query_pos, key_pos)
+        scores = scores.masked_fill(self.causal[:, :, :n, :n] == 0, float("-inf"))
+        z = self.dropout(scores.softmax(-1)) @ v  # (batch, n_heads, posn, head_dim)
+        return self.out_proj(z.transpose(1, 2).reshape(b, n, self.d_out))  # (batch, posn, d_out)
+
+
 def finfo_forward(self, x):
     b, n, _ = x.shape
     q, k, v = (t.view(b, n, self.num_heads, self.head_dim).transpose(1, 2) for t in project(self, x))
@@ -130,6 +148,7 @@ CORRECT_MHA = {
     "F.scaled_dot_product_attention": lambda: with_forward(sdpa_forward),
     "einops.rearrange for split and merge": lambda: with_forward(einops_forward),
     "torch.tril float buffer compared == 0": lambda: TrilMask,
+    "(1, 1, ctx, ctx) buffer named causal": lambda: BroadcastMask,
     "masked_fill with -1e9": lambda: mha_variant(mask="finite"),
     "masked_fill with finfo.min": lambda: with_forward(finfo_forward),
 }

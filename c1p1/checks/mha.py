@@ -352,8 +352,12 @@ def check_mask_buffer(module: nn.Module, g: Geometry) -> None:
     n = g.context_length
     square = (n, n)
     where = f"built as {g.call_text()}"
+
+    def is_square(t: Tensor) -> bool:  # (n, n), or (1, 1, n, n) to broadcast over batch and heads
+        return tuple(t.shape[-2:]) == square and t.numel() == n * n
+
     for name, param in module.named_parameters():
-        if tuple(param.shape) == square:
+        if is_square(param):
             core.fail(
                 f"{MHA_TEST}: {name} {square} is an nn.Parameter ({where}).\n"
                 "Likely cause: the causal mask was wrapped in nn.Parameter. A mask is not learned: register it "
@@ -361,9 +365,9 @@ def check_mask_buffer(module: nn.Module, g: Geometry) -> None:
                 "so it moves with .to(device) but the optimiser never changes it."
             )
     buffers = dict(module.named_buffers())
-    if any(tuple(b.shape) == square for b in buffers.values()):
+    if any(is_square(b) for b in buffers.values()):
         return
-    plain = [k for k, v in vars(module).items() if isinstance(v, Tensor) and tuple(v.shape) == square]
+    plain = [k for k, v in vars(module).items() if isinstance(v, Tensor) and is_square(v)]
     if plain:
         core.fail(
             f"{MHA_TEST}: self.{plain[0]} {square} is a plain tensor attribute, not a buffer ({where}).\n"
