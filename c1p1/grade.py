@@ -33,8 +33,9 @@ grader wraps every check of ``C1P1_tests`` in the kernel so that each call recor
 A check is graded from the notebook that teaches it (``c1p1.catalog``). Calls in the course's other
 notebooks (``NN_name``, e.g. the tour in 00_overview) do not count; calls in a notebook with any other
 name (``DIR/<learner>.ipynb``) do. Within a notebook the last call counts.
-The table shows one row per learner and one column per check; each cell that is not a pass has a
-note number, and the notes below the table give the first line of the check's message. The CSV
+The table shows one row per learner and one column per check; each "FAIL" or "not run" has a note
+number, and the notes below the table give the first line of the check's message and its likely cause ("-" means the
+notebook was not submitted). The CSV
 (``--csv``) has one row per learner and check with the full message.
 
 The exit code is 0 whenever grading ran, even if every learner failed (it is a report); it is
@@ -388,8 +389,12 @@ def table(grades: list[Grade], columns: list[str]) -> str:
                 row.append("pass")
             elif g.status == "not run" and g.message.startswith(NOT_SUBMITTED):
                 row.append("-")
+            elif g.status == "not done":
+                row.append("not done")  # the message only says to replace the stub: no note needed
             else:
-                notes.append(f"[{len(notes) + 1}] {learner} / {check}: {_first_line(g.message)}")
+                note = f"[{len(notes) + 1}] {learner} / {check}: {_first_line(g.message)}"
+                cause = [line.strip() for line in g.message.splitlines() if line.startswith("Likely cause")]
+                notes.append(note + (f"\n      {cause[0]}" if cause else ""))
                 row.append(f"{_short(g.status)} [{len(notes)}]")
         rows.append(row)
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
@@ -399,7 +404,11 @@ def table(grades: list[Grade], columns: list[str]) -> str:
     lines.append("")
     if any(g.message.startswith(NOT_SUBMITTED) for g in grades):
         lines.append("- : the notebook with this check was not submitted.")
-    lines.append(", ".join(f"{n} {s}" for s, n in counts.items()) + f" ({len(learners)} learners, {len(columns)} checks)")
+    missing = sum(g.message.startswith(NOT_SUBMITTED) for g in grades)
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    if missing:
+        summary += f" ({missing} of them not submitted)"
+    lines.append(summary + f"; {len(learners)} learners, {len(columns)} checks")
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
