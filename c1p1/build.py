@@ -18,7 +18,6 @@ is kept and the new version is written beside it as ``NN_name.new.ipynb``.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import builtins
 import copy
@@ -29,6 +28,8 @@ import sys
 from pathlib import Path
 
 import nbformat
+
+from c1p1.cli import generated_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -258,12 +259,7 @@ def check(files: dict[Path, bytes]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if a generated file is stale; write nothing")
-    args = parser.parse_args(argv)
-    files = generate()
-    return check(files) if args.check else write(files)
-
+    return generated_cli(__doc__, generate, write, check, argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,6 @@ so the files are small and the labels can be searched.
 
 from __future__ import annotations
 
-import argparse
 import io
 import math
 import sys
@@ -26,6 +25,8 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
 from matplotlib.path import Path as MplPath
+
+from c1p1.cli import generated_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "diagrams"
@@ -671,12 +672,7 @@ def check(files: dict[Path, bytes]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if a committed diagram is stale; write nothing")
-    args = parser.parse_args(argv)
-    files = generate()
-    return check(files) if args.check else write(files)
-
+    return generated_cli(__doc__, generate, write, check, argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -163,7 +163,15 @@ def named_shape(shape: Sequence[int], dims: Sequence[str]) -> str:
 
 
 def load_strict(
-    module: nn.Module, params: dict[str, Tensor], test: str, hint: str = "", assign: bool = False
+    module: nn.Module,
+    params: dict[str, Tensor],
+    test: str,
+    hint: str = "",
+    assign: bool = False,
+    *,
+    intro: str = "",
+    transposed_note: str = "it looks transposed: swap the two dimensions",
+    advice: Callable[[list[str], list[str]], list[str]] | None = None,
 ) -> None:
     """Load ``params`` into the learner's module strictly; a name or shape problem gets one message.
 
@@ -171,6 +179,7 @@ def load_strict(
     parameters have to match the TransformerLens names exactly. With ``assign=True`` the module's
     parameters become the given tensors themselves instead of copies (for a whole 124M-parameter
     model this saves most of a second); use it only for a module the check throws away afterwards.
+    ``intro``, ``transposed_note`` and ``advice(missing, unexpected)`` adapt the message to another layout.
     """
     __tracebackhide__ = True
     own = dict(module.named_parameters())
@@ -179,19 +188,22 @@ def load_strict(
     unexpected = [k for k in own if k not in expected]
     wrong = [k for k in expected if k in own and tuple(own[k].shape) != expected[k]]
     if missing or unexpected or wrong:
-        lines = [f"{test}: the parameters of {type(module).__name__} do not match GPT-2's names and shapes."]
+        lines = [intro or f"{test}: the parameters of {type(module).__name__} do not match GPT-2's names and shapes."]
         if missing:
             lines.append("  missing:    " + ", ".join(f"{k} {expected[k]}" for k in missing))
         if unexpected:
             lines.append("  unexpected: " + ", ".join(f"{k} {tuple(own[k].shape)}" for k in unexpected))
         for k in wrong:
             got = tuple(own[k].shape)
-            note = " (it looks transposed: swap the two dimensions)" if got == expected[k][::-1] else ""
+            note = f" ({transposed_note})" if got == expected[k][::-1] else ""
             lines.append(f"  wrong shape: {k} is {got}, expected {expected[k]}{note}")
-        lines.append(
-            "Expected exactly: " + ", ".join(f"{k} {v}" for k, v in expected.items()) + ". "
-            "Make each one an nn.Parameter attribute with that name (TransformerLens's names)."
-        )
+        if advice is not None:
+            lines.extend(advice(missing, unexpected))
+        else:
+            lines.append(
+                "Expected exactly: " + ", ".join(f"{k} {v}" for k, v in expected.items()) + ". "
+                "Make each one an nn.Parameter attribute with that name (TransformerLens's names)."
+            )
         if hint:
             lines.append(hint)
         fail("\n".join(lines))

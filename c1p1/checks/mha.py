@@ -385,35 +385,26 @@ def check_mask_buffer(module: nn.Module, g: Geometry) -> None:
 def load_linear(module: nn.Module, params: dict[str, Tensor], g: Geometry) -> None:
     """Load nn.Linear-named parameters strictly, with a message written for this layout."""
     __tracebackhide__ = True
-    own = dict(module.named_parameters())
-    expected = {k: tuple(v.shape) for k, v in params.items()}
-    missing = [k for k in expected if k not in own]
-    unexpected = [k for k in own if k not in expected]
-    wrong = [k for k in expected if k in own and tuple(own[k].shape) != expected[k]]
-    if missing or unexpected or wrong:
-        lines = [f"{MHA_TEST}: the parameters of {type(module).__name__} ({g.call_text()}) do not match the layout."]
-        if missing:
-            lines.append("  missing:    " + ", ".join(f"{k} {expected[k]}" for k in missing))
-        if unexpected:
-            lines.append("  unexpected: " + ", ".join(f"{k} {tuple(own[k].shape)}" for k in unexpected))
-        for k in wrong:
-            got = tuple(own[k].shape)
-            note = ""
-            if got == expected[k][::-1]:
-                note = " (transposed: nn.Linear(in_features, out_features) stores weight as [out_features, in_features])"
-            lines.append(f"  wrong shape: {k} is {got}, expected {expected[k]}{note}")
-        if not g.qkv_bias and any(k.endswith(".bias") and k.split(".")[0] in LINEAR_NAMES for k in unexpected):
-            lines.append("Likely cause: qkv_bias is ignored. Pass bias=qkv_bias to W_query, W_key and W_value.")
-        elif g.qkv_bias and any(k.endswith(".bias") and k.split(".")[0] in LINEAR_NAMES for k in missing):
+
+    def advice(missing: list[str], unexpected: list[str]) -> list[str]:
+        lines = []
+        suspects = unexpected if not g.qkv_bias else missing
+        if any(k.endswith(".bias") and k.split(".")[0] in LINEAR_NAMES for k in suspects):
             lines.append("Likely cause: qkv_bias is ignored. Pass bias=qkv_bias to W_query, W_key and W_value.")
         lines.append(
             "Expected: self.W_query, self.W_key, self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias) each, "
             "self.out_proj = nn.Linear(d_out, d_out), and the mask as a buffer (not a parameter)."
         )
-        core.fail("\n".join(lines))
-    state = dict(module.state_dict())
-    state.update({k: v.to(state[k].device) for k, v in params.items()})
-    module.load_state_dict(state, strict=True)
+        return lines
+
+    core.load_strict(
+        module,
+        params,
+        MHA_TEST,
+        intro=f"{MHA_TEST}: the parameters of {type(module).__name__} ({g.call_text()}) do not match the layout.",
+        transposed_note="transposed: nn.Linear(in_features, out_features) stores weight as [out_features, in_features]",
+        advice=advice,
+    )
 
 
 @dataclass
