@@ -70,6 +70,7 @@ class Reference:
     source: str  # one human sentence: where the weights came from
     device: torch.device
     cfg: Config = field(default_factory=Config)
+    detail: str = ""  # what decide() said: a checkpoint folder, "cache", "download" or the stand-in's reason
     _params: dict[str, Tensor] | None = field(default=None, repr=False)
     _caches: dict[str, dict[str, Tensor]] = field(default_factory=dict, repr=False)
 
@@ -107,6 +108,18 @@ class Reference:
         """The parameters under ``prefix`` (e.g. ``blocks.0.attn``), with the prefix removed."""
         start = prefix + "."
         return {k[len(start) :]: v for k, v in self.params().items() if k.startswith(start)}
+
+    def reload(self) -> None:
+        """Build the model again from its source, e.g. after a learner's code wrote into its weights.
+
+        The object stays the same, so a notebook's ``reference`` variable sees the fresh weights too.
+        """
+        detail = "cache" if self.kind == "gpt2" else self.detail  # downloaded once already: no network now
+        hf_model, _ = load_hf_model(self.kind, detail)
+        self.model = wrap(hf_model, build_tokenizer(), self.device)
+        self.tokenizer = self.model.tokenizer
+        self._params = None
+        self._caches.clear()
 
     def activations(self, which: str = "sentence") -> dict[str, Tensor]:
         """The reference's activations on the reference sentence or the batch, cached per kernel."""
@@ -356,7 +369,9 @@ def load_reference(verbose: bool = True) -> Reference:
         kind, detail = decide()
         hf_model, source = load_hf_model(kind, detail)
         bridge = wrap(hf_model, build_tokenizer(), device)
-        _LOADED[key] = Reference(model=bridge, tokenizer=bridge.tokenizer, kind=kind, source=source, device=device)
+        _LOADED[key] = Reference(
+            model=bridge, tokenizer=bridge.tokenizer, kind=kind, source=source, device=device, detail=detail
+        )
     reference = _LOADED[key]
     if verbose:
         print(reference.describe())

@@ -224,6 +224,33 @@ def test_the_input_modified_in_place(reference):
              "changed its input tensor in place", "x = x - ...")
 
 
+def test_a_parameter_written_in_place(reference):
+    def scale_in_place(self, x):
+        self.w *= 1.0  # even a write that changes no value is a write into the weights
+        return LayerNorm.forward(self, x)
+
+    rejected(tests.test_layer_norm, type("LayerNorm", (LayerNorm,), {"forward": scale_in_place}),
+             "wrote into its parameter w", "x = x + y")
+
+
+def test_a_write_into_the_lent_reference_weights_is_undone(reference):
+    """DemoTransformer's check lends the module GPT-2's own tensors; `residual +=` on W_pos's view reached them."""
+    from c1p1.parts import DemoTransformer
+
+    def forward(self, tokens):
+        residual = self.pos_embed(tokens)  # for one sequence: a view of W_pos
+        residual += self.embed(tokens)
+        for block in self.blocks:
+            residual = block(residual)
+        return self.unembed(self.ln_final(residual))
+
+    w_pos = reference.params()["pos_embed.W_pos"].clone()  # (n_ctx, d_model)
+    rejected(tests.test_demo_transformer, type("DemoTransformer", (DemoTransformer,), {"forward": forward}),
+             "wrote into its parameter pos_embed.W_pos", "view of the parameter", "reloaded")
+    assert torch.equal(reference.params()["pos_embed.W_pos"], w_pos)
+    tests.test_demo_transformer(DemoTransformer)  # a correct model still passes afterwards
+
+
 def test_an_exception_in_forward_shows_the_learners_line(reference):
     def forward(self, x):
         scale = self.w.unsqueeze(0) @ x  # a learner's mistake: matrix product of mismatched shapes

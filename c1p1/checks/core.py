@@ -220,11 +220,14 @@ def call(fn: Callable, args: Sequence[object], test: str, what: str, hint: str =
     __tracebackhide__ = True
     # The learner works on copies, so an in-place edit can never corrupt the kernel's cached activations.
     copies = [a.clone() if isinstance(a, Tensor) else a for a in args]
+    versions = parameter_versions(fn)
     try:
         with torch.no_grad():
             out = fn(*copies)
     except Exception as exc:  # noqa: BLE001 - the learner's error, shown with their line
+        parameters_untouched(fn, versions, test, what)
         learner_raised(test, what, exc, hint)
+    parameters_untouched(fn, versions, test, what)
     for arg, copy in zip(args, copies, strict=True):
         if isinstance(arg, Tensor) and not torch.equal(arg, copy):
             fail(
@@ -240,6 +243,46 @@ def call(fn: Callable, args: Sequence[object], test: str, what: str, hint: str =
     if not isinstance(out, Tensor):
         fail(f"{test}: {what} returned {_describe(out)}; it should return a torch.Tensor. Did you forget `return`?")
     return out
+
+
+def _module_of(fn: Callable) -> nn.Module | None:
+    owner = fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None
+
+
+def parameter_versions(fn: Callable) -> dict[str, int]:
+    """Each parameter's version counter: every in-place write bumps it, through any view too."""
+    module = _module_of(fn)
+    return {} if module is None else {name: p._version for name, p in module.named_parameters()}
+
+
+def parameters_untouched(fn: Callable, versions: dict[str, int], test: str, what: str) -> None:
+    """Fail when the learner's forward wrote into a parameter; reload the reference if the write reached it.
+
+    A check may lend the learner's module the reference's own tensors (``load_strict(assign=True)``), so
+    a write such as ``residual += ...`` on a view of ``W_pos`` would otherwise change GPT-2 for every
+    later check in the kernel, and a correct implementation would then be told it is wrong.
+    """
+    __tracebackhide__ = True
+    module = _module_of(fn)
+    if module is None or not versions:
+        return
+    params = dict(module.named_parameters())
+    written = [name for name, version in versions.items() if name in params and params[name]._version != version]
+    if not written:
+        return
+    ref = reference()
+    shared = {t.untyped_storage().data_ptr() for t in ref.params().values()}
+    reloaded = ""
+    if any(params[name].untyped_storage().data_ptr() in shared for name in written):
+        ref.reload()
+        reloaded = " The write reached the reference's own weights, so the check has reloaded them: other checks are unaffected."
+    fail(
+        f"{test}: {what} wrote into its parameter {', '.join(written)} (an in-place operation on the weights).\n"
+        "Likely cause: `x += y` (or `x.add_(y)`, `x[...] = ...`) where x shares memory with a parameter: a slice "
+        "such as `self.W_pos[:posn]`, and the `expand` or `repeat` of it, is a view of the parameter itself. "
+        f"Write `x = x + y` instead, which makes a new tensor.{reloaded}"
+    )
 
 
 def where(index: Sequence[int], dims: Sequence[str]) -> str:
