@@ -6,7 +6,7 @@ Usage: ``python -m c1p1.bench`` (or ``make bench``). It prints figures and asser
 - each check of ``c1p1.catalog`` run on its canonical answer once the reference is loaded (median of 3);
 - the canonical ``DemoTransformer`` (the reference's weights loaded strictly) against the reference
   bridge's forward pass on the same tokens: the reference sentence and a batch of 4 x 128 tokens,
-  median of 3 each, with the ratio and the largest logit difference;
+  median of 7 alternating runs each, with the ratio and the largest logit difference;
 - the process's peak resident memory.
 
 Run it with ``OMP_NUM_THREADS=1`` (as ``make bench`` does) for figures comparable between machines.
@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 REPEATS = 3
+MODEL_REPEATS = 7
 BATCH_SHAPE = (4, 128)
 
 
@@ -33,10 +34,6 @@ def run_times(fn: Callable[[], object], repeats: int = REPEATS) -> list[float]:
         fn()
         times.append(time.perf_counter() - start)
     return times
-
-
-def median_time(fn: Callable[[], object], repeats: int = REPEATS) -> float:
-    return statistics.median(run_times(fn, repeats))
 
 
 def seconds(t: float) -> str:
@@ -98,13 +95,16 @@ def time_model(ref) -> None:
         f"random tokens {BATCH_SHAPE}": batch,
     }
     print(f"\nForward pass, DemoTransformer (canonical, reference weights) vs the reference bridge "
-          f"(median of {REPEATS}, torch threads: {torch.get_num_threads()}):")
+          f"(median of {MODEL_REPEATS}, the two runs alternating; torch threads: {torch.get_num_threads()}):")
     for label, tokens in inputs.items():
         with torch.no_grad():
             ours = model(tokens)  # (batch, posn, d_vocab)
             theirs = ref.model(tokens)  # (batch, posn, d_vocab)
-            t_ours = median_time(lambda tokens=tokens: model(tokens))
-            t_theirs = median_time(lambda tokens=tokens: ref.model(tokens))
+            # Alternating runs share whatever else the machine is doing, so their ratio is steadier.
+            pairs = [(run_times(lambda t=tokens: model(t), 1)[0], run_times(lambda t=tokens: ref.model(t), 1)[0])
+                     for _ in range(MODEL_REPEATS)]
+        t_ours = statistics.median(p[0] for p in pairs)
+        t_theirs = statistics.median(p[1] for p in pairs)
         diff = float((ours - theirs).abs().max())
         print(f"  {label}: DemoTransformer {seconds(t_ours).strip()}, bridge {seconds(t_theirs).strip()}, "
               f"ratio {t_ours / t_theirs:.2f}x; max |logit difference| {diff:.2e}")

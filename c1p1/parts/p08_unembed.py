@@ -23,5 +23,7 @@ class Unembed(nn.Module):
     def forward(self, normalized_resid_final: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_vocab"]:
         """Return normalized_resid_final @ W_U + b_U: the logits at every position."""
         ### BEGIN SOLUTION
-        return normalized_resid_final @ self.W_U + self.b_U  # (batch, posn, d_vocab)
+        logits = normalized_resid_final @ self.W_U  # (batch, posn, d_vocab)
+        logits += self.b_U  # in place is safe on a tensor we just made, and spares a second 50257-wide copy
+        return logits  # (batch, posn, d_vocab)
         ### END SOLUTION
