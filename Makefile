@@ -11,8 +11,9 @@ TIMEOUT ?= 300
 TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TQDM_DISABLE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 	MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
 
-# Jupyter refuses to start as root unless told; an ordinary user needs nothing.
-LAB_FLAGS := --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks
+# Kernels talk to the server over Unix sockets (owner-only files) rather than localhost TCP, which
+# ipykernel warns about at every kernel start. Jupyter refuses to start as root unless told.
+LAB_FLAGS := --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks --KernelManager.transport=ipc
 ifeq ($(shell id -u),0)
 LAB_FLAGS += --allow-root
 endif
