@@ -482,6 +482,15 @@ def random_params(shapes: dict[str, tuple[int, ...]], seed: int, device: torch.d
     return out
 
 
+# The reference's two runs every check compares on: (which activations, how a message names them).
+REFERENCE_RUNS = (("sentence", "the reference sentence"), ("batch", "a batch of two prompts"))
+
+
+def random_tokens(shape: tuple[int, int], d_vocab: int, seed: int, device: torch.device) -> Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, d_vocab, shape, generator=gen).to(device)  # (batch, posn)
+
+
 def random_input(shape: tuple[int, ...], seed: int, device: torch.device, scale: float = 1.0) -> Tensor:
     gen = torch.Generator().manual_seed(seed)
     return (scale * torch.randn(shape, generator=gen)).to(device)  # shape

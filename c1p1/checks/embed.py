@@ -94,20 +94,25 @@ def embed_mistakes(tokens: Tensor, p: dict[str, Tensor]):
     ]
 
 
-def embed_cases() -> list[Case]:
+def reference_lookup_cases(prefix: str, hook: str, mistakes, fallback: str) -> list[Case]:
+    """The reference sentence and the batch for a lookup table: tokens in, the ``hook`` activation out."""
     ref = core.reference()
     label = core.weights_label(ref)
-    p = ref.params_for("embed")
+    p = ref.params_for(prefix)
     out = []
-    for which, text in (("sentence", "the reference sentence"), ("batch", "a batch of two prompts")):
+    for which, text in core.REFERENCE_RUNS:
         acts = ref.activations(which)
         tokens = acts["tokens"]  # (batch, posn)
-        out.append(Case(f"{text} with {label}", ref.cfg, p, (tokens,), acts["hook_embed"], DIMS,
-                        embed_mistakes(tokens, p), EMBED_FALLBACK))
+        out.append(Case(f"{text} with {label}", ref.cfg, p, (tokens,), acts[hook], DIMS, mistakes(tokens, p), fallback))
+    return out
+
+
+def embed_cases() -> list[Case]:
+    ref = core.reference()
+    out = reference_lookup_cases("embed", "hook_embed", embed_mistakes, EMBED_FALLBACK)
     small = core.SMALL
     rp = core.random_params({"W_E": (small.d_vocab, small.d_model)}, seed=201, device=ref.device)
-    gen = torch.Generator().manual_seed(202)
-    tokens = torch.randint(0, small.d_vocab, (3, 9), generator=gen).to(ref.device)  # (3, 9)
+    tokens = core.random_tokens((3, 9), small.d_vocab, seed=202, device=ref.device)  # (3, 9)
     tokens[0, 0] = small.d_vocab - 1  # the last id, as GPT-2's BOS token is
     out.append(Case(f"random W_E and token ids (d_vocab={small.d_vocab}, d_model={small.d_model})", small, rp,
                     (tokens,), oracle.embed(tokens, rp), DIMS, embed_mistakes(tokens, rp), EMBED_FALLBACK))
@@ -191,14 +196,7 @@ def pos_tokens(batch: int, posn: int, d_vocab: int, n_ctx: int, seed: int) -> Te
 
 def pos_cases() -> list[Case]:
     ref = core.reference()
-    label = core.weights_label(ref)
-    p = ref.params_for("pos_embed")
-    out = []
-    for which, text in (("sentence", "the reference sentence"), ("batch", "a batch of two prompts")):
-        acts = ref.activations(which)
-        tokens = acts["tokens"]  # (batch, posn)
-        out.append(Case(f"{text} with {label}", ref.cfg, p, (tokens,), acts["hook_pos_embed"], DIMS,
-                        pos_mistakes(tokens, p), POS_FALLBACK))
+    out = reference_lookup_cases("pos_embed", "hook_pos_embed", pos_mistakes, POS_FALLBACK)
     small = core.SMALL
     rp = core.random_params({"W_pos": (small.n_ctx, small.d_model)}, seed=301, device=ref.device)
     tokens = pos_tokens(3, 11, small.d_vocab, small.n_ctx, seed=302).to(ref.device)  # (3, 11)

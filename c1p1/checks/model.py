@@ -143,7 +143,7 @@ def unembed_cases() -> list[Case]:
     label = core.weights_label(ref)
     p = ref.params_for("unembed")
     out = []
-    for which, text in (("sentence", "the reference sentence"), ("batch", "a batch of two prompts")):
+    for which, text in core.REFERENCE_RUNS:
         acts = ref.activations(which)
         x = acts["ln_final.hook_out"].clone()  # (batch, posn, d_model): an in-place edit spares the cache
         out.append(Case(f"{text}, unembed with {label}", cfg, p, (x,), acts["unembed.hook_out"], LOGIT_DIMS,
@@ -283,15 +283,14 @@ def demo_transformer_cases() -> list[Case]:
     label = core.weights_label(ref)
     params = ref.params()
     out = []
-    for which, text in (("sentence", "the reference sentence"), ("batch", "a batch of two prompts")):
+    for which, text in core.REFERENCE_RUNS:
         acts = ref.activations(which)
         tokens = acts["tokens"]  # (batch, posn)
         out.append(Case(f"{text}, the whole model with {label}", cfg, params, (tokens.clone(),), acts["logits"],
                         LOGIT_DIMS, model_mistakes(tokens, params, cfg), MODEL_FALLBACK))
     small = core.SMALL
     ps = core.random_params(model_shapes(small), seed=901, device=ref.device)
-    gen = torch.Generator().manual_seed(902)
-    tokens = torch.randint(0, small.d_vocab, (2, 9), generator=gen).to(ref.device)  # (2, 9)
+    tokens = core.random_tokens((2, 9), small.d_vocab, seed=902, device=ref.device)  # (2, 9)
     out.append(Case("random parameters, 3 layers (d_model=96, d_vocab=503)", small, ps, (tokens,),
                     oracle.model(tokens, ps, small), LOGIT_DIMS, model_mistakes(tokens, ps, small), MODEL_FALLBACK))
     return out
@@ -387,7 +386,7 @@ def get_log_probs_cases() -> list[Case]:
     ref = core.reference()
     label = core.weights_label(ref)
     out = []
-    for which, text in (("sentence", "the reference sentence"), ("batch", "a batch of two prompts")):
+    for which, text in core.REFERENCE_RUNS:
         acts = ref.activations(which)
         logits, tokens = acts["logits"].clone(), acts["tokens"].clone()  # (batch, posn, d_vocab), (batch, posn)
         out.append(Case(f"{text}, logits of {label}", ref.cfg, None, (logits, tokens),
@@ -395,8 +394,7 @@ def get_log_probs_cases() -> list[Case]:
                         LOG_PROBS_FALLBACK))
     small = core.SMALL
     logits = core.random_input((3, 11, small.d_vocab), seed=903, device=ref.device, scale=3.0)  # (3, 11, d_vocab)
-    gen = torch.Generator().manual_seed(904)
-    tokens = torch.randint(0, small.d_vocab, (3, 11), generator=gen).to(ref.device)  # (3, 11)
+    tokens = core.random_tokens((3, 11), small.d_vocab, seed=904, device=ref.device)  # (3, 11)
     out.append(Case("random logits and tokens (d_vocab=503)", small, None, (logits, tokens),
                     oracle.log_probs(logits, tokens), LOG_PROB_DIMS, log_probs_mistakes(logits, tokens),
                     LOG_PROBS_FALLBACK))
