@@ -109,6 +109,27 @@ def test_unreachable_hub_falls_back_to_the_stand_in(monkeypatch):
         ref_module.decide()
 
 
+def test_a_failed_download_falls_back_to_the_stand_in_and_says_why(monkeypatch, capsys):
+    from transformers import GPT2LMHeadModel
+
+    def broken(*args, **kwargs):
+        raise OSError("Connection reset by peer\nmore detail nobody needs")
+
+    monkeypatch.delenv(ref_module.CHOICE_ENV, raising=False)
+    monkeypatch.setattr(ref_module, "_LOADED", {})
+    monkeypatch.setattr(ref_module, "decide", lambda: ("gpt2", "download"))
+    monkeypatch.setattr(GPT2LMHeadModel, "from_pretrained", broken)
+    loaded = ref_module.load_reference()
+    assert loaded.kind == "stand-in" and not loaded.is_real
+    line = capsys.readouterr().out
+    assert "GPT-2 could not be loaded from the Hugging Face hub: OSError: Connection reset by peer" in line
+    assert "more detail" not in line and "meaningless" in line
+    monkeypatch.setattr(ref_module, "_LOADED", {})
+    monkeypatch.setenv(ref_module.CHOICE_ENV, "gpt2")  # insisting on GPT-2: the error is not hidden
+    with pytest.raises(OSError, match="Connection reset"):
+        ref_module.load_reference()
+
+
 def test_local_checkpoint_path_loads_through_the_bridge(tmp_path, monkeypatch):
     """The real loading path, without network: save a small GPT-2 and load it as a classroom would."""
     from transformers import GPT2Config, GPT2LMHeadModel
