@@ -248,11 +248,21 @@ def check(files: dict[Path, bytes]) -> int:
     extra = [p for p in PARTS.glob("p[0-9][0-9]_*.py") if p not in files]
     manifest = load_manifest()
     wrong_hash = [p for p in files if p.parent == NOTEBOOKS and manifest.get(p.name) != sha(files[p])]
-    problems = stale + extra + [MANIFEST] * bool(wrong_hash)
+    # A notebook whose bytes no longer match the manifest was edited by hand after generation: most
+    # likely a learner's work. make exercises would keep it, so "run make exercises" is the wrong advice.
+    edited = [p for p in stale if p.parent == NOTEBOOKS and p.exists() and manifest.get(p.name) != sha(p.read_bytes())]
+    problems = [p for p in stale if p not in edited] + extra + [MANIFEST] * bool(wrong_hash)
     if problems:
         print("Generated files are stale; run `make exercises` and commit the result:")
         for p in dict.fromkeys(problems):
             print("  " + str(p.relative_to(ROOT)))
+    if edited:
+        print("Edited since they were generated (a learner's work, or a hand edit):")
+        for p in edited:
+            print("  " + str(p.relative_to(ROOT)))
+        print("The course's own tests need notebooks/ exactly as solutions/ generates it. Course authors: edit "
+              "solutions/ and run `make exercises`. Learners: keep your work, and run `make test` in a fresh clone.")
+    if problems or edited:
         return 1
     print(f"Generated files are current ({len(files)} files).")
     return 0

@@ -76,3 +76,19 @@ def test_a_notebook_with_no_record_is_kept(sandbox):
     target.write_text("{}")
     build.write(files_for(sandbox, "x = 1"))
     assert target.read_text() == "{}"
+
+
+def test_check_tells_an_edited_notebook_from_a_stale_one(sandbox, capsys):
+    first, second = files_for(sandbox, "x = 1"), files_for(sandbox, "x = 2")
+    build.write(first)
+    assert build.check(first) == 0
+    capsys.readouterr()
+    assert build.check(second) == 1  # the solution changed: regenerate
+    out = capsys.readouterr().out
+    assert "stale; run `make exercises`" in out and "Edited since" not in out
+    target = sandbox / "01_x.ipynb"
+    target.write_bytes(target.read_bytes().replace(b"x = 1", b"x = 'my work'"))
+    assert build.check(first) == 1  # a learner's work: make exercises would keep it
+    out = capsys.readouterr().out
+    assert "Edited since they were generated" in out and "notebooks/01_x.ipynb" in out
+    assert "run `make exercises` and commit" not in out and "fresh clone" in out
