@@ -11,9 +11,10 @@ TIMEOUT ?= 300
 TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TQDM_DISABLE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 	MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
 
-# Kernels talk to the server over Unix sockets (owner-only files) rather than localhost TCP, which
-# ipykernel warns about at every kernel start. Jupyter refuses to start as root unless told.
-LAB_FLAGS := --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks --KernelManager.transport=ipc
+# Jupyter refuses to start as root unless told; an ordinary user needs nothing. (Kernels stay on
+# localhost TCP: IPC sockets would silence ipykernel's warning, but macOS caps socket paths at 104
+# bytes and a long user name would push the runtime folder's kernel sockets past it.)
+LAB_FLAGS := --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks
 ifeq ($(shell id -u),0)
 LAB_FLAGS += --allow-root
 endif

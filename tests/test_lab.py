@@ -1,10 +1,9 @@
 """`make lab`, the README's first command: it serves JupyterLab on notebooks/ and starts a working kernel.
 
 The server runs on a free port with a known token. The test talks to it as the browser does: the lab
-page, notebook 00 and a diagram are served, and a kernel started there (over the IPC transport the
-Makefile asks for) runs notebook 00's environment check through the kernel's websocket. Clicking through
-the page itself was checked by hand in headless Chromium; that needs a browser driver this suite
-does not install.
+page, notebook 00 and a diagram are served, and a kernel started there runs notebook 00's environment
+check through the kernel's websocket. Clicking through the page itself was checked by hand in headless
+Chromium; that needs a browser driver this suite does not install.
 """
 
 from __future__ import annotations
