@@ -115,8 +115,7 @@ class Reference:
         The object stays the same, so a notebook's ``reference`` variable sees the fresh weights too.
         """
         detail = "cache" if self.kind == "gpt2" else self.detail  # downloaded once already: no network now
-        hf_model, _ = load_hf_model(self.kind, detail)
-        self.model = wrap(hf_model, build_tokenizer(), self.device)
+        self.model, _ = build_bridge(self.kind, detail, self.device)
         self.tokenizer = self.model.tokenizer
         self._params = None
         self._caches.clear()
@@ -204,7 +203,7 @@ def randomise_(model: torch.nn.Module, seed: int, init_range: float = 0.02) -> N
                 p.copy_(0.1 * chunk)
 
 
-def build_stand_in(seed: int = STAND_IN_SEED, cache: bool = True):
+def build_stand_in(seed: int = STAND_IN_SEED):
     """GPT-2 small's geometry with seeded random weights, built without any download.
 
     Drawing 124M random numbers costs every kernel about 1.4 s, so the weights are kept on disk
@@ -215,23 +214,17 @@ def build_stand_in(seed: int = STAND_IN_SEED, cache: bool = True):
     """
     from transformers import GPT2LMHeadModel
 
-    path = stand_in_cache_path(seed) if cache else None
-    if path is not None:
-        with torch.device("meta"):
-            model = GPT2LMHeadModel(gpt2_small_hf_config())
-        try:
-            model.load_state_dict(_read_stand_in(path), strict=True, assign=True)  # copy-on-write pages of the file
-            model.lm_head.weight = model.transformer.wte.weight  # GPT-2 ties W_U to W_E
-            return model.eval()
-        except Exception:  # no file yet, or a truncated or foreign one: build afresh and overwrite it
-            pass
     with torch.device("meta"):
         model = GPT2LMHeadModel(gpt2_small_hf_config())
-    model = model.to_empty(device="cpu")
-    model.lm_head.weight = model.transformer.wte.weight  # GPT-2 ties W_U to W_E
-    randomise_(model, seed)
-    if path is not None:
+    path = stand_in_cache_path(seed)
+    try:
+        model.load_state_dict(_read_stand_in(path), strict=True, assign=True)  # copy-on-write pages of the file
+    except Exception:  # no file yet, or a truncated or foreign one: draw the weights and (over)write it
+        model = model.to_empty(device="cpu")
+        model.lm_head.weight = model.transformer.wte.weight  # GPT-2 ties W_U to W_E
+        randomise_(model, seed)
         _write_stand_in(model, path)
+    model.lm_head.weight = model.transformer.wte.weight  # GPT-2 ties W_U to W_E
     return model.eval()
 
 
@@ -305,12 +298,17 @@ def hub_reachable(seconds: float = PROBE_SECONDS) -> bool:
         pool.shutdown(wait=False)
 
 
+def _choice() -> str:
+    """What C1P1_REFERENCE asks for: "", "gpt2", "stand-in", ..."""
+    return os.environ.get(CHOICE_ENV, "").strip().lower()
+
+
 def decide() -> tuple[str, str]:
     """Which reference to load, and why, without ever waiting more than ~2 s.
 
     Returns (kind, detail): ("checkpoint", path), ("gpt2", "cache"|"download") or ("stand-in", reason).
     """
-    choice = os.environ.get(CHOICE_ENV, "").strip().lower()
+    choice = _choice()
     if choice in {"stand-in", "standin", "offline"}:
         return "stand-in", f"{CHOICE_ENV}={choice}"
     local = os.environ.get(CHECKPOINT_ENV, "").strip()
@@ -361,6 +359,12 @@ def wrap(hf_model, tokenizer, device: torch.device):
     return bridge.eval()
 
 
+def build_bridge(kind: str, detail: str, device: torch.device):
+    """The bridge for a decision, and the sentence saying where its weights came from."""
+    hf_model, source = load_hf_model(kind, detail)
+    return wrap(hf_model, build_tokenizer(), device), source
+
+
 def load_reference(verbose: bool = True) -> Reference:
     """Load (once per kernel) and return the reference GPT-2, printing which one it is."""
     device = pick_device()
@@ -368,16 +372,14 @@ def load_reference(verbose: bool = True) -> Reference:
     if key not in _LOADED:
         kind, detail = decide()
         try:
-            hf_model, source = load_hf_model(kind, detail)
+            bridge, source = build_bridge(kind, detail, device)
         except Exception as exc:  # a broken download or a damaged cache: the course still runs, and says why
-            insisted = os.environ.get(CHOICE_ENV, "").strip().lower() == "gpt2"
-            if kind != "gpt2" or insisted:
+            if kind != "gpt2" or _choice() == "gpt2":
                 raise
             where = "the local cache" if detail == "cache" else "the Hugging Face hub"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             kind, detail = "stand-in", f"GPT-2 could not be loaded from {where}: {type(exc).__name__}: {first}"[:300]
-            hf_model, source = load_hf_model(kind, detail)
-        bridge = wrap(hf_model, build_tokenizer(), device)
+            bridge, source = build_bridge(kind, detail, device)
         _LOADED[key] = Reference(
             model=bridge, tokenizer=bridge.tokenizer, kind=kind, source=source, device=device, detail=detail
         )

@@ -264,10 +264,9 @@ def parameters_untouched(fn: Callable, versions: dict[str, int], test: str, what
     later check in the kernel, and a correct implementation would then be told it is wrong.
     """
     __tracebackhide__ = True
-    module = _module_of(fn)
-    if module is None or not versions:
+    if not versions:
         return
-    params = dict(module.named_parameters())
+    params = dict(_module_of(fn).named_parameters())
     written = [name for name, version in versions.items() if name in params and params[name]._version != version]
     if not written:
         return
