@@ -137,6 +137,7 @@ _LOADED: dict[str, Reference] = {}
 
 
 def pick_device() -> torch.device:
+    """The course's one device: ``C1P1_DEVICE`` when set, else CUDA when present, else the CPU."""
     asked = os.environ.get(DEVICE_ENV, "").strip().lower()
     if asked == "mps":
         warnings.warn(
@@ -228,17 +229,22 @@ def build_stand_in(seed: int = STAND_IN_SEED):
     return model.eval()
 
 
-def stand_in_cache_path(seed: int = STAND_IN_SEED) -> Path:
-    """Where the stand-in's weights are kept: ``$C1P1_CACHE_DIR``, else ``~/.cache/c1p1``."""
-    import transformers
-
+def cache_dir() -> Path:
+    """The course's cache (stand-in weights, the corpus, trained models): ``$C1P1_CACHE_DIR``, else ``~/.cache/c1p1``."""
     folder = os.environ.get(CACHE_ENV, "").strip()
     if not folder:
         folder = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "c1p1")
+    return Path(folder)
+
+
+def stand_in_cache_path(seed: int = STAND_IN_SEED) -> Path:
+    """Where the stand-in's weights are kept, in `cache_dir()`."""
+    import transformers
+
     recipe = [inspect.getsource(randomise_), repr(gpt2_small_hf_config().to_dict()), str(seed),
               torch.__version__, transformers.__version__]
     digest = hashlib.sha256("\n".join(recipe).encode()).hexdigest()[:16]
-    return Path(folder) / f"stand-in-{digest}.pt"
+    return cache_dir() / f"stand-in-{digest}.pt"
 
 
 def _read_stand_in(path: Path) -> dict[str, Tensor]:
