@@ -1,5 +1,5 @@
 # The one interface to the course. Every target bootstraps .venv first (once; again only when
-# requirements.txt or pyproject.toml change).
+# requirements.txt, requirements.lock or pyproject.toml change), with uv when it can be had, else pip.
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
@@ -23,11 +23,12 @@ ifeq ($(strip $(DISPLAY)$(WAYLAND_DISPLAY)$(filter Darwin,$(shell uname -s))),)
 LAB_FLAGS += --no-browser
 endif
 
-.PHONY: help venv lab test exercises check-generated lint diagrams grade bench clean
+.PHONY: help venv lock check-lock lab test exercises check-generated lint diagrams grade bench clean
 
 help:
 	@echo "make lab        set up (once) and start JupyterLab on notebooks/"
 	@echo "make test       set up (once) and run every test, offline"
+	@echo "make lock       re-solve requirements.txt into requirements.lock (after changing a pin)"
 	@echo "make exercises  regenerate notebooks/ and c1p1/parts/ from solutions/ (never overwrites your work)"
 	@echo "make diagrams   redraw diagrams/ from c1p1/diagrams.py"
 	@echo "make grade SUBMISSIONS=dir   grade a folder of learner notebooks (writes grades.csv)"
@@ -36,6 +37,12 @@ help:
 
 venv:
 	@python3 tools/bootstrap.py
+
+lock:
+	python3 tools/bootstrap.py --lock
+
+check-lock:
+	@python3 tools/bootstrap.py --check-lock
 
 lab: venv
 	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_ARGS)
@@ -53,7 +60,7 @@ lint: venv
 diagrams: venv
 	$(PY) -m c1p1.diagrams
 
-test: venv check-generated lint
+test: check-lock venv check-generated lint
 	$(TEST_ENV) $(PY) -m c1p1.diagrams --check
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadscope -q -p no:randomly \
 		--nbval-lax --nbval-current-env tests solutions

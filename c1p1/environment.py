@@ -4,7 +4,9 @@
 
 Notebook 00 calls ``check_environment()`` first thing, so a learner who installed by hand (not with
 ``make lab``) sees a wrong version before it turns into a puzzling failure three notebooks later.
-Versions are compared with the pins in ``requirements.txt``, the one place they are written down.
+Versions are compared with the pins in ``requirements.txt`` (one line each) and with
+``requirements.lock``, which pins every package those pull in (one line for all of them, naming any
+that differ).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements.txt"
-MIN_PYTHON = (3, 10)
+LOCK = REQUIREMENTS.with_name("requirements.lock")
+MIN_PYTHON = (3, 11)  # as pyproject.toml's requires-python
 FIX = "run `make lab` from the course folder: it installs exactly requirements.txt into .venv, then use that kernel"
 
 
@@ -57,6 +62,41 @@ def check_pin(pin: Requirement) -> Line:
     return Line(False, pin.name, f"{found} installed, but requirements.txt asks for {pin.specifier}")
 
 
+def read_lock(path: Path = LOCK) -> dict[str, set[str]]:
+    """``{name: {versions}}`` for the lock's packages that apply to this interpreter and platform."""
+    locked: dict[str, set[str]] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        if not raw[:1].isalnum():
+            continue  # hashes, comments and "via" notes
+        text = raw.rstrip(" \\")
+        requirement, _, marker = text.partition(";")
+        if marker.strip() and not Marker(marker.strip()).evaluate():
+            continue  # another Python version or platform
+        name, _, version = requirement.strip().partition("==")
+        locked.setdefault(canonicalize_name(name), set()).add(version.strip())
+    return locked
+
+
+def check_lock(direct: set[str], path: Path = LOCK) -> Line:
+    """One line for every locked package that requirements.txt does not name itself."""
+    if not path.is_file():
+        return Line(False, "requirements.lock", f"not found at {path}")
+    wrong = []
+    others = {name: versions for name, versions in read_lock(path).items() if name not in direct}
+    for name, versions in sorted(others.items()):
+        try:
+            found = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            wrong.append(f"{name} missing")
+            continue
+        if found not in versions:
+            wrong.append(f"{name} {found} (locked {' or '.join(sorted(versions))})")
+    if wrong:
+        shown = ", ".join(wrong[:5]) + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+        return Line(False, "other packages", f"{len(wrong)} of {len(others)} differ from requirements.lock: {shown}")
+    return Line(True, "other packages", f"all {len(others)} as in requirements.lock")
+
+
 def check_python() -> Line:
     version = platform.python_version()
     ok = sys.version_info[:2] >= MIN_PYTHON
@@ -91,7 +131,9 @@ def check_environment(verbose: bool = True, requirements: Path = REQUIREMENTS) -
     """Print one OK or FAIL line per requirement and return whether all are OK."""
     lines = [check_python()]
     if requirements.is_file():
-        lines += [check_pin(pin) for pin in read_pins(requirements)]
+        pins = read_pins(requirements)
+        lines += [check_pin(pin) for pin in pins]
+        lines.append(check_lock({canonicalize_name(pin.name) for pin in pins}, requirements.with_name(LOCK.name)))
     else:
         lines.append(Line(False, "requirements.txt", f"not found at {requirements}: install the course with `make lab`"))
     lines.append(check_bpe_files())

@@ -1,23 +1,232 @@
-"""Create .venv and install the pinned requirements, once.
+"""Set up the course: .venv with every locked package, this project, the classroom settings and the corpus.
 
-Run by `make` with the system python3 (standard library only). A stamp file in
-.venv records a hash of requirements.txt and pyproject.toml; when neither has
-changed, nothing is reinstalled, so a second `make lab` or `make test` starts at once.
+Run by `make` with the system python3 (standard library only).
+
+    python3 tools/bootstrap.py               # create or update .venv (nothing happens when it is current)
+    python3 tools/bootstrap.py --lock        # re-solve requirements.txt into requirements.lock (make lock)
+    python3 tools/bootstrap.py --check-lock  # exit 1 when requirements.lock does not match requirements.txt
+
+Three files decide the environment:
+- ``requirements.txt``: the course's direct pins, written by hand (the one place a version is chosen);
+- ``requirements.lock``: every package they pull in, direct and transitive, pinned with hashes, generated
+  from requirements.txt by ``make lock`` (uv's resolver, for Python 3.11 on Linux, macOS and Windows);
+- torch itself is pinned in requirements.txt but left out of the lock, with the CUDA libraries only some
+  of its builds need: it is installed in a step of its own, so that each machine takes the build its
+  package index offers for that version (the CPU build on a laptop or CI, a CUDA build elsewhere) and a
+  hosted GPU service can keep its own (README: "Hosted GPU notebooks").
+
+uv does the installing when it can be had (pinned below, installed once from the package index into
+the course's cache with this python's pip); otherwise pip does, and says so. uv does not read pip's
+configuration, so the index, extra indexes, find-links folders, constraint files and certificate
+bundle that pip is configured with (``pip config list``) are handed to uv explicitly: both install from
+the same places. A stamp in .venv records a hash of the inputs; when it matches, nothing is installed.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import os
+import re
 import shutil
 import subprocess
 import sys
-import venv
+import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".c1p1-installed"
-INPUTS = [ROOT / "requirements.txt", ROOT / "pyproject.toml", ROOT / "jupyter" / "overrides.json"]
+REQUIREMENTS = ROOT / "requirements.txt"
+LOCK = ROOT / "requirements.lock"
+INPUTS = [REQUIREMENTS, LOCK, ROOT / "pyproject.toml", ROOT / "jupyter" / "overrides.json"]
+UV_VERSION = "0.13.9"
+PYTHON_VERSION = "3.11"
+# Installed in their own step, never from the lock: torch (the machine's own build) and what only its CUDA builds need.
+OWN_STEP = re.compile(r"^(torch|triton|nvidia-.*|cuda-.*)$")
+LOCK_HEADER = "# requirements.txt sha256: "
+
+
+# ----------------------------------------------------------------------------------- small helpers
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None, quiet_prefixes: tuple[str, ...] = ()) -> None:
+    """Run a command and pass its output on; stop the set-up with one line when it fails."""
+    say("+ " + " ".join(str(a) for a in args))
+    proc = subprocess.Popen([str(a) for a in args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if not line.startswith(("WARNING: Location ", *quiet_prefixes)):
+            print(line, end="", flush=True)
+    if proc.wait() != 0:
+        raise SystemExit(f"Set-up failed: {' '.join(str(a) for a in args)} exited with {proc.returncode}")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cache_dir() -> Path:
+    """The course's cache, as c1p1.reference.cache_dir() finds it (this file cannot import c1p1)."""
+    folder = os.environ.get("C1P1_CACHE_DIR", "").strip()
+    if folder:
+        return Path(folder)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "c1p1"
+
+
+def name_of(requirement_line: str) -> str:
+    """``torch==2.13.0 ; marker`` -> ``torch`` (normalised the PEP 503 way)."""
+    name = re.split(r"[<>=!~;\[ ]", requirement_line.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def direct_pins(path: Path = REQUIREMENTS) -> dict[str, str]:
+    """``{name: version}`` for every ``name==version`` line of requirements.txt."""
+    pins = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        text = raw.split("#", 1)[0].strip()
+        if "==" in text:
+            pins[name_of(text)] = text.split("==", 1)[1].split(";", 1)[0].strip()
+    return pins
+
+
+def locked_pins(path: Path = LOCK) -> dict[str, list[str]]:
+    """``{name: [version, ...]}`` from the lock (a package may appear once per Python-version marker)."""
+    pins: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^ ;\\]+)", line)
+        if match:
+            pins.setdefault(name_of(match.group(1)), []).append(match.group(2))
+    return pins
+
+
+# ------------------------------------------------------------------------------ pip's configuration
+
+
+def pip_config() -> dict[str, list[str]]:
+    """What pip is configured with, from every source it reads (files and PIP_* variables), by key."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
+                             timeout=60, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    found: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        match = re.match(r"^[^.]*\.([a-z-]+)='(.*)'$", line.strip())
+        if match:
+            found[match.group(1)] = match.group(2).split()  # later sources (env) come last and win below
+    return found
+
+
+def uv_index_args(config: dict[str, list[str]]) -> tuple[list[str], list[str], dict[str, str]]:
+    """uv arguments and environment that reach the same packages as pip would, and pip's constraint files.
+
+    The constraints are kept apart: in --require-hashes mode (the lock) uv refuses unpinned lines, so they
+    apply to the step that installs torch, which is what such a file caps.
+    """
+    args: list[str] = ["--index-strategy", "unsafe-best-match"]  # pip's rule: the best match over every index
+    env: dict[str, str] = {}
+    for url in config.get("index-url", [])[-1:]:
+        args += ["--index-url", url]
+    for url in config.get("extra-index-url", []):
+        args += ["--extra-index-url", url]
+    for folder in config.get("find-links", []):
+        args += ["--find-links", folder]
+    constraints = [a for path in config.get("constraint", []) if Path(path).exists() for a in ("--constraint", path)]
+    for bundle in config.get("cert", [])[-1:]:
+        env["SSL_CERT_FILE"] = bundle
+    return args, constraints, env
+
+
+def find_uv() -> Path | None:
+    """uv at the pinned version, installed once into the course's cache by this python's pip."""
+    home = cache_dir() / "tools" / f"uv-{UV_VERSION}"
+    exe = home / "bin" / "uv"
+    if exe.exists():
+        return exe
+    say(f"Installing uv {UV_VERSION} into {home} (once)")
+    tmp = home.with_name(f"{home.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                           "--target", str(tmp), f"uv=={UV_VERSION}"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not (tmp / "bin" / "uv").exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["the wheel has no uv program"]
+        say(f"uv {UV_VERSION} could not be installed ({detail[0]}); installing with pip instead, which is slower.")
+        return None
+    try:
+        os.replace(tmp, home)  # atomic: two set-ups at once both end with one whole copy
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return exe
+
+
+# --------------------------------------------------------------------------------------------- lock
+
+
+def lock() -> int:
+    """Solve requirements.txt into requirements.lock with uv (needs the package index)."""
+    uv = find_uv()
+    if uv is None:
+        raise SystemExit("make lock needs uv; it could not be installed from the package index.")
+    args, constraints, env = uv_index_args(pip_config())
+    args += constraints
+    env = {**os.environ, **env}
+    base = [str(uv), "pip", "compile", "requirements.txt", "--universal", "--python-version", PYTHON_VERSION,
+            "--generate-hashes", "--quiet", *args]
+    with tempfile.TemporaryDirectory() as tmp:
+        first = Path(tmp) / "all.txt"
+        run(*base, "-o", first, env=env)
+        left_out = sorted({name_of(n) for n in locked_pins(first) if OWN_STEP.match(name_of(n))} | {"torch"})
+        out = Path(tmp) / "lock.txt"
+        run(*base, *[a for n in left_out for a in ("--no-emit-package", n)], "--no-header", "-o", out, env=env)
+        header = [
+            f"{LOCK_HEADER}{sha256(REQUIREMENTS)}",
+            "# Every package the course installs, pinned with hashes, for Python 3.11 on Linux, macOS and Windows.",
+            "# Generated from requirements.txt by `make lock` (uv pip compile --universal --generate-hashes); do not edit.",
+            "# Installed in their own step instead: " + ", ".join(left_out) + " (the machine's own torch build).",
+        ]
+        LOCK.write_text("\n".join(header) + "\n" + out.read_text(encoding="utf-8"), encoding="utf-8")
+    say(f"Wrote {LOCK.relative_to(ROOT)}: {len(locked_pins())} packages.")
+    return check_lock()
+
+
+def lock_problems() -> list[str]:
+    """Why requirements.lock does not belong to requirements.txt (empty when it does)."""
+    if not LOCK.exists():
+        return ["requirements.lock is missing"]
+    first = LOCK.read_text(encoding="utf-8").splitlines()[:1]
+    problems = []
+    if not first or not first[0].startswith(LOCK_HEADER) or first[0][len(LOCK_HEADER):].strip() != sha256(REQUIREMENTS):
+        problems.append("requirements.txt changed after the lock was made")
+    locked = locked_pins()
+    for name, version in direct_pins().items():
+        if OWN_STEP.match(name):
+            continue
+        if name not in locked:
+            problems.append(f"{name} is pinned in requirements.txt but not in the lock")
+        elif version not in locked[name]:
+            problems.append(f"{name}=={version} in requirements.txt, but the lock has {', '.join(locked[name])}")
+    problems += [f"{name} is in the lock but is installed in its own step" for name in locked if OWN_STEP.match(name)]
+    return problems
+
+
+def check_lock() -> int:
+    problems = lock_problems()
+    if problems:
+        say("requirements.lock is stale: " + "; ".join(problems) + ".\nRun `make lock` and commit requirements.lock.")
+        return 1
+    say(f"requirements.lock matches requirements.txt ({len(locked_pins())} packages).")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ install
 
 
 def wanted_hash() -> str:
@@ -31,35 +240,55 @@ def venv_python() -> Path:
     return VENV / "bin" / "python"
 
 
-def run(*args: str | Path) -> None:
-    """Run a command, passing its output on except pip's notes about local package mirrors."""
-    print("+", " ".join(str(a) for a in args), flush=True)
-    proc = subprocess.Popen([str(a) for a in args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if not line.startswith("WARNING: Location "):
-            print(line, end="", flush=True)
-    if proc.wait() != 0:
-        raise SystemExit(f"Set-up failed: {' '.join(str(a) for a in args)} exited with {proc.returncode}")
-
-
-def main() -> int:
+def install() -> int:
     want = wanted_hash()
     if STAMP.exists() and STAMP.read_text().strip() == want and venv_python().exists():
         return 0
-    if not venv_python().exists():
-        print(f"Creating {VENV.relative_to(ROOT)} with {sys.executable}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
+    if lock_problems():
+        check_lock()
+        raise SystemExit(1)
+    start = time.perf_counter()
+    torch_pin = f"torch=={direct_pins()['torch']}"
+    uv = find_uv()
     py = venv_python()
-    run(py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", "requirements.txt")
-    run(py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "-e", ".")
+    if uv is not None:
+        args, constraints, env = uv_index_args(pip_config())
+        env = {**os.environ, **env, "VIRTUAL_ENV": str(VENV)}
+        if not py.exists():
+            run(uv, "venv", "--quiet", "--python", sys.executable, VENV, env=env)
+        common = [uv, "pip", "install", "--quiet", "--python", py, *args]
+        run(*common, "--require-hashes", "--no-deps", "-r", LOCK, env=env)
+        run(*common, *constraints, torch_pin, env=env)  # its dependencies are in the lock; a CUDA build adds its own
+        run(*common, "--no-deps", "-e", ".", env=env)
+    else:
+        if not py.exists():
+            import venv
+
+            say(f"Creating {VENV.relative_to(ROOT)} with {sys.executable}")
+            venv.EnvBuilder(with_pip=True).create(VENV)
+        common = [py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        run(*common, "--require-hashes", "--no-deps", "-r", LOCK)
+        run(*common, torch_pin)
+        run(*common, "--no-deps", "-e", ".")
     # A classroom install should not ask every learner whether to fetch JupyterLab news.
     settings = VENV / "share" / "jupyter" / "lab" / "settings"
     settings.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ROOT / "jupyter" / "overrides.json", settings / "overrides.json")
     STAMP.write_text(want + "\n")
-    print("Environment ready: .venv", flush=True)
+    say(f"Environment ready: .venv ({'uv' if uv else 'pip'}, {time.perf_counter() - start:.0f} s)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lock", action="store_true", help="re-solve requirements.txt into requirements.lock")
+    parser.add_argument("--check-lock", action="store_true", help="exit 1 if the lock does not match requirements.txt")
+    ns = parser.parse_args(argv)
+    if ns.lock:
+        return lock()
+    if ns.check_lock:
+        return check_lock()
+    return install()
 
 
 if __name__ == "__main__":
