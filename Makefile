@@ -12,6 +12,10 @@ TIMEOUT ?= 300
 TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TQDM_DISABLE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 	MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1 C1P1_QUICK=1
 
+# Python writes its bytecode caches, so that only the first kernel compiles torch and transformers: uv installs
+# without them, and an environment with PYTHONDONTWRITEBYTECODE set would compile them in every kernel (~10 s each).
+unexport PYTHONDONTWRITEBYTECODE
+
 # Jupyter refuses to start as root unless told; an ordinary user needs nothing. (Kernels stay on
 # localhost TCP: IPC sockets would silence ipykernel's warning, but macOS caps socket paths at 104
 # bytes and a long user name would push the runtime folder's kernel sockets past it.)
