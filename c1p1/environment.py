@@ -20,11 +20,18 @@ from pathlib import Path
 
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements.txt"
 LOCK = REQUIREMENTS.with_name("requirements.lock")
 MIN_PYTHON = (3, 11)  # as pyproject.toml's requires-python
+# `python tools/bootstrap.py --hosted` writes this file naming the Python it installed into (a hosted notebook's).
+HOSTED_MARK = REQUIREMENTS.with_name(".hosted-install")
+# The torch versions the whole suite has passed on: 2.13.0 (the pin, CI) and 2.14.1 (the hosted install).
+TORCH_TESTED = SpecifierSet(">=2.13,<2.15")
+# A hosted notebook service brings its own Jupyter and test tools; the notebooks do not import them.
+SERVICE_TOOLS = {"jupyterlab", "ipykernel", "nbformat", "nbclient", "nbval", "nbstripout", "pytest", "pytest-xdist", "ruff"}
 FIX = "run `make lab` from the course folder: it installs exactly requirements.txt into .venv, then use that kernel"
 
 
@@ -52,13 +59,28 @@ def read_pins(path: Path = REQUIREMENTS) -> list[Requirement]:
     return pins
 
 
-def check_pin(pin: Requirement) -> Line:
+def hosted() -> bool:
+    """Whether this Python is a hosted notebook's, set up with `python tools/bootstrap.py --hosted`."""
+    try:
+        return HOSTED_MARK.read_text(encoding="utf-8").strip() == sys.executable
+    except OSError:
+        return False
+
+
+def check_pin(pin: Requirement, on_service: bool = False) -> Line:
+    name = canonicalize_name(pin.name)
     try:
         found = metadata.version(pin.name)
     except metadata.PackageNotFoundError:
+        if on_service and name in SERVICE_TOOLS:
+            return Line(True, pin.name, "not installed (the notebooks do not need it on a hosted service)")
         return Line(False, pin.name, f"not installed; requirements.txt asks for {pin.specifier}")
     if pin.specifier.contains(found, prereleases=True):
         return Line(True, pin.name, found)
+    if on_service and name in SERVICE_TOOLS:
+        return Line(True, pin.name, f"{found} (the service's own; the course pins {pin.specifier})")
+    if on_service and name == "torch" and TORCH_TESTED.contains(found.split("+")[0]):
+        return Line(True, pin.name, f"{found} (the service's own build, within the tested {TORCH_TESTED})")
     return Line(False, pin.name, f"{found} installed, but requirements.txt asks for {pin.specifier}")
 
 
@@ -77,8 +99,11 @@ def read_lock(path: Path = LOCK) -> dict[str, set[str]]:
     return locked
 
 
-def check_lock(direct: set[str], path: Path = LOCK) -> Line:
-    """One line for every locked package that requirements.txt does not name itself."""
+def check_lock(direct: set[str], path: Path = LOCK, on_service: bool = False) -> Line:
+    """One line for every locked package that requirements.txt does not name itself.
+
+    On a hosted service the other packages are mostly the service's own, so differences are listed, not failed.
+    """
     if not path.is_file():
         return Line(False, "requirements.lock", f"not found at {path}")
     wrong = []
@@ -93,6 +118,8 @@ def check_lock(direct: set[str], path: Path = LOCK) -> Line:
             wrong.append(f"{name} {found} (locked {' or '.join(sorted(versions))})")
     if wrong:
         shown = ", ".join(wrong[:5]) + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+        if on_service:
+            return Line(True, "other packages", f"{len(wrong)} of {len(others)} are the service's own versions: {shown}")
         return Line(False, "other packages", f"{len(wrong)} of {len(others)} differ from requirements.lock: {shown}")
     return Line(True, "other packages", f"all {len(others)} as in requirements.lock")
 
@@ -130,16 +157,19 @@ def check_bpe_files() -> Line:
 def check_environment(verbose: bool = True, requirements: Path = REQUIREMENTS) -> bool:
     """Print one OK or FAIL line per requirement and return whether all are OK."""
     lines = [check_python()]
+    on_service = hosted()
     if requirements.is_file():
         pins = read_pins(requirements)
-        lines += [check_pin(pin) for pin in pins]
-        lines.append(check_lock({canonicalize_name(pin.name) for pin in pins}, requirements.with_name(LOCK.name)))
+        lines += [check_pin(pin, on_service) for pin in pins]
+        direct = {canonicalize_name(pin.name) for pin in pins}
+        lines.append(check_lock(direct, requirements.with_name(LOCK.name), on_service))
     else:
         lines.append(Line(False, "requirements.txt", f"not found at {requirements}: install the course with `make lab`"))
     lines.append(check_bpe_files())
     problems = [line for line in lines if not line.ok]
     if verbose:
-        print(f"Environment check ({sys.executable}):")
+        where = ", a hosted install" if on_service else ""
+        print(f"Environment check ({sys.executable}{where}):")
         print("\n".join(str(line) for line in lines))
         if problems:
             print(f"{len(problems)} problem(s). To fix: {FIX}.")

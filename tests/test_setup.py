@@ -95,3 +95,27 @@ def test_environment_check_reads_markers():
     locked = environment.read_lock()
     assert "appnope" not in locked or __import__("sys").platform == "darwin"  # macOS only
     assert "numpy" in locked and len(locked["numpy"]) == 1  # one version for this Python
+
+
+def test_a_hosted_install_accepts_the_services_torch_and_tools(monkeypatch, tmp_path):
+    mark = tmp_path / ".hosted-install"
+    mark.write_text(__import__("sys").executable + "\n")
+    monkeypatch.setattr(environment, "HOSTED_MARK", mark)
+    real = metadata.version
+    versions = {"torch": "2.14.1+cu130", "jupyterlab": "4.2.0", "fsspec": "0.0.1"}
+    monkeypatch.setattr(environment.metadata, "version", lambda name: versions.get(name) or real(name))
+    assert environment.hosted()
+    lines = {line.what: line for line in (environment.check_pin(p, True) for p in environment.read_pins())}
+    assert lines["torch"].ok and "the service's own build" in lines["torch"].detail
+    assert lines["jupyterlab"].ok and "the service's own" in lines["jupyterlab"].detail
+    assert environment.check_environment(verbose=False)
+    versions["torch"] = "2.9.1"  # outside the tested range
+    assert not environment.check_pin(environment.Requirement("torch==2.13.0"), True).ok
+    versions["transformers"] = "4.50.0"  # the notebooks' own packages must match on a service too
+    assert not environment.check_pin(environment.Requirement("transformers==5.23.0"), True).ok
+
+
+def test_without_the_mark_a_different_torch_fails(monkeypatch):
+    monkeypatch.setattr(environment.metadata, "version", lambda name: "2.14.1")
+    assert not environment.hosted()
+    assert not environment.check_pin(environment.Requirement("torch==2.13.0")).ok

