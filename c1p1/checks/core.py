@@ -122,7 +122,7 @@ class _Modules:
     def on_cpu(self, case: Case) -> nn.Module:
         """The twin the learner's code runs in first when the device is an accelerator."""
         __tracebackhide__ = True
-        key = self._key(case, "cpu")
+        key = self._key(case, "preflight")
         if key not in self.built:
             self.built[key] = self._make(case, PREFLIGHT, prepare=False)
         return self.built[key]

@@ -293,7 +293,7 @@ class Advice:
 
 def preflight_needed(devices: set[torch.device]) -> bool:
     """Whether the learner's code must first run on the CPU: whenever it would run on an accelerator."""
-    return any(d.type not in ("cpu", "meta") for d in devices)
+    return any(d.type not in (PREFLIGHT.type, "meta") for d in devices)
 
 
 def _devices(fn: Callable, args: Sequence[object]) -> set[torch.device]:
