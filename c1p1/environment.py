@@ -19,7 +19,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 
 REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements.txt"
-MIN_PYTHON = (3, 10)
+MIN_PYTHON = (3, 11)  # as requires-python in pyproject.toml
 FIX = "run `make lab` from the course folder: it installs exactly requirements.txt into .venv, then use that kernel"
 
 
