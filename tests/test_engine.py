@@ -109,7 +109,7 @@ def _mha_write(self, x):
 
 def _gather_next(logits, tokens):
     lp = logits.log_softmax(-1)  # (batch, posn, d_vocab)
-    return lp[:, :-1].gather(-1, (tokens[:, 1:] + 1)[..., None])[..., 0]  # the last id + 1 is out of range
+    return lp[:, :-1].gather(-1, (tokens[:, 1:] + lp.shape[-1])[..., None])[..., 0]  # every id out of range
 
 
 def _mask_in_place(self, attn_scores):
