@@ -17,8 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from c1p1.checks import core, oracle
-from c1p1.checks.core import Advice, Case
-from c1p1.checks.learner import IN_PLACE
+from c1p1.checks.core import IN_PLACE, Advice, Case
 from c1p1.config import Config
 
 SCORE_DIMS = ("batch", "n_heads", "query_pos", "key_pos")
