@@ -65,7 +65,7 @@ def time_checks() -> None:
 
         try:
             times = run_times(run)
-        except Exception as exc:  # noqa: BLE001 - a figure, not a test: report and go on
+        except Exception as exc:  # a figure, not a test: report and go on
             print(f"  {name:<{width}}  raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             continue
         t = statistics.median(times)

@@ -1,15 +1,22 @@
 """Every check of the course in one table: which notebook it belongs to, what the learner passes, and the answer.
 
-``CHECKS["test_attention"]`` is a `CheckInfo` saying that the check lives in ``05_attention.ipynb``,
-that the learner passes ``Attention``, and how to get the canonical object from ``c1p1.parts``
-(generated from the solution notebooks). The grader uses the table to know which check cells each
-notebook should have, the benchmark times every check on its canonical object, and
-``tests/test_every_check.py`` checks that every check passes the canonical object and refuses the stub.
+This is the course's one registry of checks. ``CHECKS["test_attention"]`` is a `CheckInfo` saying
+that the check is called in ``05_attention.ipynb``, that the learner passes ``Attention``, how to get
+the canonical object from ``c1p1.parts`` (generated from the solution notebooks), and (``.check``)
+the check function itself, defined in one of the modules of ``c1p1/checks/``. The learner's facade
+``C1P1_tests`` is built from this table; the grader uses it to know which check cells each notebook
+should have, the benchmark times every check on its canonical object, and ``tests/test_every_check.py``
+checks that every check passes the canonical object and refuses the stub.
+
+To add a check: define ``test_xxx`` in a module of ``c1p1/checks/`` and add one row to ``_TABLE``:
+``(check name, notebook stem, what the learner passes, the canonical object's path in c1p1.parts)``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +40,11 @@ class CheckInfo:
     def short(self) -> str:
         """The check's name without ``test_``, for table headers."""
         return self.name.removeprefix("test_")
+
+    @property
+    def check(self) -> Callable[[object], None]:
+        """The check function (raises AttributeError while no module in c1p1/checks/ defines it)."""
+        return check_function(self.name)
 
 
 def part(path: str) -> Callable[[], object]:
@@ -81,13 +93,25 @@ def checks_of(notebook: str) -> list[CheckInfo]:
     return [c for c in CHECKS.values() if c.stem == stem]
 
 
-def notebooks() -> list[str]:
-    """The stems of every notebook that has a check, in course order."""
-    return sorted({c.stem for c in CHECKS.values()})
+@functools.cache
+def defined_checks() -> dict[str, Callable[[object], None]]:
+    """Every ``test_*`` function defined in a module of ``c1p1/checks/``, by name."""
+    import c1p1.checks
+
+    found: dict[str, Callable[[object], None]] = {}
+    for info in sorted(pkgutil.iter_modules(c1p1.checks.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"c1p1.checks.{info.name}")
+        for name, obj in vars(module).items():
+            if name.startswith("test_") and callable(obj) and getattr(obj, "__module__", None) == module.__name__:
+                if name in found:
+                    raise RuntimeError(f"two modules in c1p1/checks/ define {name}: {found[name].__module__} and {module.__name__}")
+                found[name] = obj
+    return found
 
 
 def check_function(name: str) -> Callable[[object], None]:
-    """The check itself, from C1P1_tests (raises AttributeError while it is not written yet)."""
-    import C1P1_tests
-
-    return getattr(C1P1_tests, name)
+    """The check itself (raises AttributeError while no module in c1p1/checks/ defines it)."""
+    try:
+        return defined_checks()[name]
+    except KeyError:
+        raise AttributeError(f"no module in c1p1/checks/ defines {name} yet") from None

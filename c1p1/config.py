@@ -8,7 +8,6 @@ from dataclasses import dataclass
 @dataclass
 class Config:
     d_model: int = 768  # width of the residual stream
-    debug: bool = True
     d_vocab: int = 50257  # number of tokens in GPT-2's BPE vocabulary
     init_range: float = 0.02  # standard deviation of the initial weights
     layer_norm_eps: float = 1e-5  # added to the variance inside the square root

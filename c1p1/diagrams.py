@@ -56,7 +56,7 @@ MUTED = "#444444"
 
 TITLE = 13.0
 FONT = 11.5
-SMALL = 10.5  # smallest text; figures are at most 12.3 in wide, so it is >= 10.6 px when shown 900 px wide
+SMALL_TEXT = 10.5  # smallest text; figures are at most 12.3 in wide, so it is >= 10.6 px when shown 900 px wide
 LINE = 1.3  # line spacing, as a multiple of the font size
 
 RC = {
@@ -133,7 +133,7 @@ def lines(ax, x, y, rows: Sequence[str], size=FONT, bold_first=False, mono=(), c
     top = y + step * (len(rows) - 1) / 2
     for i, row in enumerate(rows):
         weight = "bold" if bold_first and i == 0 else "normal"
-        row_size = size if i == 0 or not bold_first else max(SMALL, size - 1)
+        row_size = size if i == 0 or not bold_first else max(SMALL_TEXT, size - 1)
         text(ax, x, top - i * step, row, size=row_size, color=color, ha=ha, mono=i in mono, weight=weight)
 
 
@@ -188,11 +188,11 @@ def legend(ax, x, y, kinds: Sequence[str], gap=0.35):
     for kind in kinds:
         box(ax, Box(x + 0.14, y, 0.28, 0.2), kind=kind, lw=1.4, radius=0.04)
         label = LEGEND_NAMES[kind]
-        text(ax, x + 0.36, y, label, size=SMALL, ha="left")
+        text(ax, x + 0.36, y, label, size=SMALL_TEXT, ha="left")
         x += 0.36 + 0.075 * len(label) + gap
 
 
-def matrix(ax, x0, y_top, n, cell, fill: Callable[[int, int], tuple[str, str]], size=SMALL):
+def matrix(ax, x0, y_top, n, cell, fill: Callable[[int, int], tuple[str, str]], size=SMALL_TEXT):
     """An n x n grid with row 0 at the top; fill(i, j) gives (kind, label) for each cell."""
     for i in range(n):
         for j in range(n):
@@ -201,8 +201,8 @@ def matrix(ax, x0, y_top, n, cell, fill: Callable[[int, int], tuple[str, str]], 
             ax.add_patch(Rectangle((x, y), cell, cell, facecolor=fill_of(kind),
                                    edgecolor="#ffffff", linewidth=1.5, zorder=3))
             text(ax, x + cell / 2, y + cell / 2, label, size=size)
-        text(ax, x0 - 0.15, y_top - (i + 0.5) * cell, str(i), size=SMALL, color=MUTED)
-        text(ax, x0 + (i + 0.5) * cell, y_top + 0.15, str(i), size=SMALL, color=MUTED)
+        text(ax, x0 - 0.15, y_top - (i + 0.5) * cell, str(i), size=SMALL_TEXT, color=MUTED)
+        text(ax, x0 + (i + 0.5) * cell, y_top + 0.15, str(i), size=SMALL_TEXT, color=MUTED)
 
 
 def bar(ax, x, y, w, h, kind):
@@ -241,9 +241,9 @@ def curve(ax, b: Box, f: Callable[[float], float], lo: float, hi: float, kind="m
 def block_pair(ax, c, y, read_x, add_x, stream_y, label):
     """A transformer block drawn small: attn and MLP inside, reading from and adding to the stream."""
     outer = box(ax, Box(c, y, 1.15, 0.95), kind="plain", lw=1.4)
-    text(ax, c, y + 0.25, label, size=SMALL, weight="bold")
-    box(ax, Box(c - 0.27, y - 0.14, 0.48, 0.36), "attn", kind="attn", size=SMALL, lw=1.2, z=4)
-    box(ax, Box(c + 0.27, y - 0.14, 0.48, 0.36), "MLP", kind="mlp", size=SMALL, lw=1.2, z=4)
+    text(ax, c, y + 0.25, label, size=SMALL_TEXT, weight="bold")
+    box(ax, Box(c - 0.27, y - 0.14, 0.48, 0.36), "attn", kind="attn", size=SMALL_TEXT, lw=1.2, z=4)
+    box(ax, Box(c + 0.27, y - 0.14, 0.48, 0.36), "MLP", kind="mlp", size=SMALL_TEXT, lw=1.2, z=4)
     arrow(ax, (read_x, stream_y + 0.05), (read_x, outer.bottom[1]), kind="resid")
     arrow(ax, (add_x, outer.bottom[1]), (add_x, stream_y + 0.15), kind="resid")
     node(ax, add_x, stream_y)
@@ -261,8 +261,8 @@ def architecture() -> Figure:
     pos = box(ax, Box(2.45, 1.0, 1.65, 0.72), ["pos_embed", "W_pos  (1024, 768)"], kind="embed", bold_first=True)
     arrow(ax, tokens.right, (1.48, sy), (1.48, embed.y), embed.left)
     arrow(ax, (1.48, sy), (1.48, pos.y), pos.left)
-    text(ax, 1.55, sy + 0.45, "ids", size=SMALL, ha="left", color=MUTED)
-    text(ax, 1.55, sy - 0.45, "positions", size=SMALL, ha="left", color=MUTED)
+    text(ax, 1.55, sy + 0.45, "ids", size=SMALL_TEXT, ha="left", color=MUTED)
+    text(ax, 1.55, sy - 0.45, "positions", size=SMALL_TEXT, ha="left", color=MUTED)
     node(ax, 3.55, sy)
     arrow(ax, embed.right, (3.55, embed.y), (3.55, sy + 0.14), kind="embed")
     arrow(ax, pos.right, (3.55, pos.y), (3.55, sy - 0.14), kind="embed")
@@ -271,15 +271,15 @@ def architecture() -> Figure:
     for c, label in ((4.6, "block 0"), (6.0, "block 1"), (8.1, "block 11")):
         block_pair(ax, c, 3.05, c - 0.38, c + 0.38, sy, label)
     text(ax, 7.05, 3.05, "· · ·", size=TITLE, weight="bold")
-    text(ax, 4.16, 2.25, "read", size=SMALL, ha="right", color=PALETTE["resid"])
-    text(ax, 5.04, 2.25, "add", size=SMALL, ha="left", color=PALETTE["resid"])
+    text(ax, 4.16, 2.25, "read", size=SMALL_TEXT, ha="right", color=PALETTE["resid"])
+    text(ax, 5.04, 2.25, "add", size=SMALL_TEXT, ha="left", color=PALETTE["resid"])
     ax.plot([4.0, 4.0, 8.7, 8.7], [3.62, 3.7, 3.7, 3.62], color=INK, lw=1.2)
-    text(ax, 6.35, 3.87, "n_layers = 12 blocks, one after another", size=SMALL)
+    text(ax, 6.35, 3.87, "n_layers = 12 blocks, one after another", size=SMALL_TEXT)
     text(ax, 6.35, sy - 0.35, "residual stream  (batch, pos, d_model = 768)", color=PALETTE["resid"], weight="bold")
     unembed = box(ax, Box(10.95, sy, 1.65, 0.72), ["unembed", "W_U  (768, 50257)"], kind="embed", bold_first=True)
     arrow(ax, lnf.right, unembed.left, kind="ln")
     arrow(ax, unembed.bottom, (unembed.x, 0.95))
-    lines(ax, unembed.x, 0.62, ["logits", "(batch, pos, 50257)"], size=SMALL, bold_first=True)
+    lines(ax, unembed.x, 0.62, ["logits", "(batch, pos, 50257)"], size=SMALL_TEXT, bold_first=True)
     legend(ax, 0.3, 0.3, ["resid", "embed", "attn", "mlp", "ln"])
     return fig
 
@@ -292,24 +292,24 @@ def branch(ax, start_x, end_x, sy, by, ln_label, body: Box, body_rows, kind, out
     arrow(ax, ln.right, body.left, kind="ln")
     arrow(ax, body.right, (end_x, by), (end_x, sy + 0.15), kind=kind)
     node(ax, end_x, sy)
-    text(ax, end_x + 0.1, (sy + by) / 2 - 0.1, out_label, size=SMALL, ha="left", mono=True)
+    text(ax, end_x + 0.1, (sy + by) / 2 - 0.1, out_label, size=SMALL_TEXT, ha="left", mono=True)
 
 
 def transformer_block() -> Figure:
     fig, ax = canvas(12, 4.4, "One transformer block (pre-LayerNorm), the same in each of the 12 layers")
     sy, by = 1.75, 3.1
     stream(ax, 1.45, 10.75, sy)
-    lines(ax, 0.75, sy, ["resid_pre", "(batch, pos, 768)"], size=SMALL, bold_first=True, mono=(0,))
-    lines(ax, 11.35, sy, ["resid_post", "(batch, pos, 768)"], size=SMALL, bold_first=True, mono=(0,))
+    lines(ax, 0.75, sy, ["resid_pre", "(batch, pos, 768)"], size=SMALL_TEXT, bold_first=True, mono=(0,))
+    lines(ax, 11.35, sy, ["resid_post", "(batch, pos, 768)"], size=SMALL_TEXT, bold_first=True, mono=(0,))
     branch(ax, 1.85, 5.3, sy, by, "ln1", Box(4.15, by, 1.7, 0.85), ["attention", "12 heads, 64 each"], "attn",
            "attn_out")
     dot(ax, 6.0, sy, kind="resid", r=0.08)
-    lines(ax, 6.0, sy - 0.45, ["resid_mid", "(batch, pos, 768)"], size=SMALL, bold_first=True, mono=(0,))
+    lines(ax, 6.0, sy - 0.45, ["resid_mid", "(batch, pos, 768)"], size=SMALL_TEXT, bold_first=True, mono=(0,))
     branch(ax, 6.55, 10.0, sy, by, "ln2", Box(8.85, by, 1.7, 0.85), ["MLP", "768 → 3072 → 768"], "mlp", "mlp_out")
-    text(ax, 3.6, 0.85, "resid_mid = resid_pre + attn(ln1(resid_pre))", size=SMALL, mono=True)
-    text(ax, 8.3, 0.85, "resid_post = resid_mid + mlp(ln2(resid_mid))", size=SMALL, mono=True)
+    text(ax, 3.6, 0.85, "resid_mid = resid_pre + attn(ln1(resid_pre))", size=SMALL_TEXT, mono=True)
+    text(ax, 8.3, 0.85, "resid_post = resid_mid + mlp(ln2(resid_mid))", size=SMALL_TEXT, mono=True)
     text(ax, 6.0, 3.85, "each branch normalises its own copy; the stream itself is only ever added to",
-         size=SMALL, color=MUTED)
+         size=SMALL_TEXT, color=MUTED)
     legend(ax, 0.3, 0.3, ["resid", "attn", "mlp", "ln"])
     return fig
 
@@ -319,35 +319,35 @@ def attention_heads() -> Figure:
     for k in (2, 1):  # two shadows behind head h stand for the other heads
         region(ax, 1.6 + 0.1 * k, 0.75 + 0.1 * k, 9.95 + 0.1 * k, 4.05 + 0.1 * k, "attn", amount=0.08)
     region(ax, 1.6, 0.75, 9.95, 4.05, "attn", amount=0.1)
-    text(ax, 1.75, 3.83, "head h  (h = 0 … 11, all computed at once)", size=SMALL, ha="left", weight="bold")
-    x = box(ax, Box(0.8, 2.4, 1.3, 0.95), ["x", "ln1 output", "(batch, pos, 768)"], kind="resid", size=SMALL,
+    text(ax, 1.75, 3.83, "head h  (h = 0 … 11, all computed at once)", size=SMALL_TEXT, ha="left", weight="bold")
+    x = box(ax, Box(0.8, 2.4, 1.3, 0.95), ["x", "ln1 output", "(batch, pos, 768)"], kind="resid", size=SMALL_TEXT,
             bold_first=True)
     projections = {}
     for name, y in (("Q", 3.15), ("K", 2.4), ("V", 1.45)):
         projections[name] = box(ax, Box(2.75, y, 1.35, 0.55), [f"W_{name}[h] + b_{name}[h]", "768 → 64"], kind="attn",
-                                size=SMALL)
+                                size=SMALL_TEXT)
         arrow(ax, x.right, (1.8, 2.4), (1.8, y), projections[name].left, kind="resid")
-    text(ax, 1.8, 1.0, "q, k, v: (batch, pos, d_head = 64)", size=SMALL, color=MUTED, ha="left")
+    text(ax, 1.8, 1.0, "q, k, v: (batch, pos, d_head = 64)", size=SMALL_TEXT, color=MUTED, ha="left")
     scores = box(ax, Box(4.95, 2.8, 1.7, 0.95), ["scores", "q · kᵀ / √64", "(batch, q_pos, k_pos)"], kind="attn",
-                 size=SMALL, bold_first=True)
+                 size=SMALL_TEXT, bold_first=True)
     arrow(ax, projections["Q"].right, (3.75, 3.15), (3.75, 3.0), (scores.left[0], 3.0), kind="attn")
     arrow(ax, projections["K"].right, (3.75, 2.4), (3.75, 2.6), (scores.left[0], 2.6), kind="attn")
-    text(ax, 3.9, 3.1, "q", size=SMALL, ha="left")
-    text(ax, 3.9, 2.5, "k", size=SMALL, ha="left")
+    text(ax, 3.9, 3.1, "q", size=SMALL_TEXT, ha="left")
+    text(ax, 3.9, 2.5, "k", size=SMALL_TEXT, ha="left")
     pattern = box(ax, Box(6.85, 2.8, 1.55, 0.95), ["pattern", "causal mask,", "softmax over k_pos"], kind="attn",
-                  size=SMALL, bold_first=True)
+                  size=SMALL_TEXT, bold_first=True)
     arrow(ax, scores.right, pattern.left, kind="attn")
-    z = box(ax, Box(8.05, 1.6, 1.35, 0.8), ["z = pattern · v", "(batch, pos, 64)"], kind="attn", size=SMALL)
+    z = box(ax, Box(8.05, 1.6, 1.35, 0.8), ["z = pattern · v", "(batch, pos, 64)"], kind="attn", size=SMALL_TEXT)
     arrow(ax, pattern.bottom, (pattern.x, z.y + 0.15), (z.left[0], z.y + 0.15), kind="attn")
     arrow(ax, projections["V"].right, (z.left[0], z.y - 0.15), kind="attn")
-    text(ax, 5.0, 1.2, "v", size=SMALL)
-    w_o = box(ax, Box(9.35, 2.8, 0.95, 0.8), ["W_O[h]", "64 → 768"], kind="attn", size=SMALL)
+    text(ax, 5.0, 1.2, "v", size=SMALL_TEXT)
+    w_o = box(ax, Box(9.35, 2.8, 0.95, 0.8), ["W_O[h]", "64 → 768"], kind="attn", size=SMALL_TEXT)
     arrow(ax, z.right, (9.35, z.y), w_o.bottom, kind="attn")
     node(ax, 10.95, 2.8, "Σ", kind="attn", r=0.22)
     arrow(ax, w_o.right, (10.73, 2.8), kind="attn")
-    lines(ax, 10.95, 3.45, ["sum over", "12 heads + b_O"], size=SMALL)
+    lines(ax, 10.95, 3.45, ["sum over", "12 heads + b_O"], size=SMALL_TEXT)
     arrow(ax, (10.95, 2.58), (10.95, 1.75), kind="attn")
-    lines(ax, 10.95, 1.45, ["attn_out", "(batch, pos, 768)"], size=SMALL, bold_first=True)
+    lines(ax, 10.95, 1.45, ["attn_out", "(batch, pos, 768)"], size=SMALL_TEXT, bold_first=True)
     legend(ax, 0.3, 0.3, ["resid", "attn"])
     return fig
 
@@ -363,33 +363,33 @@ def qk_ov_circuits() -> Figure:
          "out_i = Σ_j A(i, j) · x_j (W_V W_O)      (biases left out)"),
     ):
         text(ax, 2.3, y, name, ha="left", weight="bold")
-        text(ax, 5.6, y, note, size=SMALL, ha="left", color=MUTED)
-        text(ax, 2.3, y - 0.33, formula, size=SMALL, ha="left")
+        text(ax, 5.6, y, note, size=SMALL_TEXT, ha="left", color=MUTED)
+        text(ax, 2.3, y - 0.33, formula, size=SMALL_TEXT, ha="left")
     x_i = box(ax, Box(0.85, 3.9, 1.4, 0.8), ["x_i  (768)", "query position i", "(destination)"], kind="resid",
-              size=SMALL, bold_first=True)
-    x_j = box(ax, Box(0.85, 2.25, 1.4, 0.8), ["x_j  (768)", "key position j", "(source)"], kind="resid", size=SMALL,
+              size=SMALL_TEXT, bold_first=True)
+    x_j = box(ax, Box(0.85, 2.25, 1.4, 0.8), ["x_j  (768)", "key position j", "(source)"], kind="resid", size=SMALL_TEXT,
               bold_first=True)
-    w_q = box(ax, Box(3.0, 3.9, 1.2, 0.5), ["W_Q  768 → 64"], kind="attn", size=SMALL)
-    w_k = box(ax, Box(3.0, 3.25, 1.2, 0.5), ["W_K  768 → 64"], kind="attn", size=SMALL)
-    w_v = box(ax, Box(3.0, 1.1, 1.2, 0.5), ["W_V  768 → 64"], kind="attn", size=SMALL)
+    w_q = box(ax, Box(3.0, 3.9, 1.2, 0.5), ["W_Q  768 → 64"], kind="attn", size=SMALL_TEXT)
+    w_k = box(ax, Box(3.0, 3.25, 1.2, 0.5), ["W_K  768 → 64"], kind="attn", size=SMALL_TEXT)
+    w_v = box(ax, Box(3.0, 1.1, 1.2, 0.5), ["W_V  768 → 64"], kind="attn", size=SMALL_TEXT)
     arrow(ax, x_i.right, w_q.left, kind="resid")
     arrow(ax, x_j.right, (1.95, 2.25), (1.95, w_k.y), w_k.left, kind="resid")
     arrow(ax, (1.95, 2.25), (1.95, w_v.y), w_v.left, kind="resid")
-    score = box(ax, Box(5.3, 3.6, 1.9, 0.7), ["q_i · k_j / 8", "one score per (i, j)"], kind="attn", size=SMALL)
+    score = box(ax, Box(5.3, 3.6, 1.9, 0.7), ["q_i · k_j / 8", "one score per (i, j)"], kind="attn", size=SMALL_TEXT)
     arrow(ax, w_q.right, (3.9, w_q.y), (3.9, 3.75), (score.left[0], 3.75), kind="attn")
     arrow(ax, w_k.right, (3.9, w_k.y), (3.9, 3.45), (score.left[0], 3.45), kind="attn")
     soft = box(ax, Box(7.75, 3.6, 2.1, 0.7), ["causal mask, softmax", "over j ≤ i  →  A(i, j)"], kind="attn",
-               size=SMALL)
+               size=SMALL_TEXT)
     arrow(ax, score.right, soft.left, kind="attn")
-    z = box(ax, Box(7.75, 1.1, 2.1, 0.6), ["z_i = Σ_j A(i, j) v_j   (64)"], kind="attn", size=SMALL)
+    z = box(ax, Box(7.75, 1.1, 2.1, 0.6), ["z_i = Σ_j A(i, j) v_j   (64)"], kind="attn", size=SMALL_TEXT)
     arrow(ax, w_v.right, z.left, kind="attn")
-    text(ax, 5.3, 1.27, "v_j  (64)", size=SMALL)
+    text(ax, 5.3, 1.27, "v_j  (64)", size=SMALL_TEXT)
     arrow(ax, soft.bottom, z.top, kind="attn", lw=2.2)
-    lines(ax, 8.9, 2.82, ["pattern A weights the", "sources (sums to 1)"], size=SMALL, ha="left")
-    w_o = box(ax, Box(9.75, 1.1, 1.2, 0.5), ["W_O  64 → 768"], kind="attn", size=SMALL)
+    lines(ax, 8.9, 2.82, ["pattern A weights the", "sources (sums to 1)"], size=SMALL_TEXT, ha="left")
+    w_o = box(ax, Box(9.75, 1.1, 1.2, 0.5), ["W_O  64 → 768"], kind="attn", size=SMALL_TEXT)
     arrow(ax, z.right, w_o.left, kind="attn")
     arrow(ax, w_o.right, (11.05, 1.1), kind="attn")
-    lines(ax, 11.4, 1.1, ["added at", "position i", "(768)"], size=SMALL)
+    lines(ax, 11.4, 1.1, ["added at", "position i", "(768)"], size=SMALL_TEXT)
     return fig
 
 
@@ -403,15 +403,15 @@ def causal_mask() -> Figure:
     lines(ax, right_x + 4 * cell, 5.5, ["pattern = softmax over each row", "(shown for equal scores)"], bold_first=True)
     matrix(ax, right_x, top, 8, cell, lambda i, j: ("attn", "1" if i == 0 else f"1/{i + 1}") if j <= i else ("mask", "0"))
     for x0 in (left_x, right_x):
-        text(ax, x0 + 4 * cell, top + 0.4, "key position j →", size=SMALL, color=MUTED)
-        text(ax, x0 - 0.45, top - 4 * cell, "query position i →", size=SMALL, color=MUTED, rotation=-90)
+        text(ax, x0 + 4 * cell, top + 0.4, "key position j →", size=SMALL_TEXT, color=MUTED)
+        text(ax, x0 - 0.45, top - 4 * cell, "query position i →", size=SMALL_TEXT, color=MUTED, rotation=-90)
     arrow(ax, (left_x + 8 * cell + 0.25, top - 4 * cell), (right_x - 0.6, top - 4 * cell), kind="attn", lw=2.2)
-    text(ax, (left_x + 8 * cell + right_x - 0.35) / 2, top - 4 * cell + 0.3, "softmax", size=SMALL)
+    text(ax, (left_x + 8 * cell + right_x - 0.35) / 2, top - 4 * cell + 0.3, "softmax", size=SMALL_TEXT)
     legend(ax, 0.3, 0.95, ["attn", "mask"])
     text(ax, 0.3, 0.6, "Row i is query position i: it may look at keys 0 … i (s: a score that is kept). Every score "
-         "with j > i (grey) is set to", size=SMALL, ha="left")
+         "with j > i (grey) is set to", size=SMALL_TEXT, ha="left")
     text(ax, 0.3, 0.3, "IGNORE = −∞, so the softmax gives it weight 0 and no position sees the future. "
-         "Real shape: (batch, 12, pos, pos).", size=SMALL, ha="left")
+         "Real shape: (batch, 12, pos, pos).", size=SMALL_TEXT, ha="left")
     return fig
 
 
@@ -425,54 +425,54 @@ def mlp() -> Figure:
     for x, h, kind, label in specs:
         bar(ax, x, y, 0.32, h, kind)
         above = h == tall
-        lines(ax, x, y + h / 2 + 0.32 if above else y - h / 2 - 0.4, label, size=SMALL, bold_first=True)
-    w_in = box(ax, Box(2.4, y, 1.75, 0.95), ["W_in  (768, 3072)", "+ b_in  (3072)"], kind="mlp", size=SMALL,
+        lines(ax, x, y + h / 2 + 0.32 if above else y - h / 2 - 0.4, label, size=SMALL_TEXT, bold_first=True)
+    w_in = box(ax, Box(2.4, y, 1.75, 0.95), ["W_in  (768, 3072)", "+ b_in  (3072)"], kind="mlp", size=SMALL_TEXT,
                bold_first=True)
     gelu = box(ax, Box(5.85, y, 2.1, 1.5), [], kind="mlp")
     curve(ax, Box(5.85, y - 0.12, 1.5, 0.9), gelu_new, -3.0, 3.0)
-    text(ax, 5.85, y + 0.55, "GELU (tanh form)", size=SMALL, weight="bold")
-    w_out = box(ax, Box(9.4, y, 1.75, 0.95), ["W_out  (3072, 768)", "+ b_out  (768)"], kind="mlp", size=SMALL,
+    text(ax, 5.85, y + 0.55, "GELU (tanh form)", size=SMALL_TEXT, weight="bold")
+    w_out = box(ax, Box(9.4, y, 1.75, 0.95), ["W_out  (3072, 768)", "+ b_out  (768)"], kind="mlp", size=SMALL_TEXT,
                 bold_first=True)
     for a, b in ((0.96, w_in.left[0]), (w_in.right[0], 3.89), (4.21, gelu.left[0]), (gelu.right[0], 7.49),
                  (7.81, w_out.left[0]), (w_out.right[0], 10.94)):
         arrow(ax, (a, y), (b, y), kind="mlp")
     text(ax, 5.85, 0.3, "gelu_new(x) = ½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))   ·   no mixing between positions",
-         size=SMALL)
+         size=SMALL_TEXT)
     return fig
 
 
 def mlp_neurons() -> Figure:
     fig, ax = canvas(12, 5.0, "3072 neurons, each a key–value pair")
     text(ax, 0.2, 4.4, "Neuron n fires when x points along its key (column n of W_in), then writes its value "
-         "(row n of W_out), scaled by how much it fired.", size=SMALL, ha="left")
+         "(row n of W_out), scaled by how much it fired.", size=SMALL_TEXT, ha="left")
     y = 2.1
     bar(ax, 0.6, y, 0.3, 2.0, "resid")
-    lines(ax, 0.6, 0.65, ["x", "(768)"], size=SMALL, bold_first=True)
+    lines(ax, 0.6, 0.65, ["x", "(768)"], size=SMALL_TEXT, bold_first=True)
     x0, x1, col = 1.3, 4.3, 3.05
     weight_matrix(ax, x0, y - 1.0, x1 - x0, 2.0, col, vertical=True)
-    text(ax, (x0 + x1) / 2, 3.4, "W_in  (768, 3072)", size=SMALL, weight="bold")
-    text(ax, 1.13, y + 0.55, "768", size=SMALL, rotation=90, color=MUTED)
-    text(ax, (x0 + x1) / 2, 0.9, "3072 columns, one per neuron", size=SMALL, color=MUTED)
-    lines(ax, col + 0.08, 0.45, ["column n: input direction (key)"], size=SMALL)
+    text(ax, (x0 + x1) / 2, 3.4, "W_in  (768, 3072)", size=SMALL_TEXT, weight="bold")
+    text(ax, 1.13, y + 0.55, "768", size=SMALL_TEXT, rotation=90, color=MUTED)
+    text(ax, (x0 + x1) / 2, 0.9, "3072 columns, one per neuron", size=SMALL_TEXT, color=MUTED)
+    lines(ax, col + 0.08, 0.45, ["column n: input direction (key)"], size=SMALL_TEXT)
     arrow(ax, (0.75, y), (x0, y), kind="resid")
     neuron = (5.9, y)
     ax.add_patch(Circle(neuron, 0.36, facecolor=tint(PALETTE["mlp"], 0.45), edgecolor=PALETTE["mlp"], linewidth=1.8,
                         zorder=5))
     text(ax, *neuron, "n", size=FONT, weight="bold")
     arrow(ax, (col + 0.16, y), (neuron[0] - 0.36, y), kind="mlp")
-    lines(ax, neuron[0], 3.3, ["pre_n = x · W_in[:, n] + b_in[n]", "a_n = GELU(pre_n)   (one number)"], size=SMALL,
+    lines(ax, neuron[0], 3.3, ["pre_n = x · W_in[:, n] + b_in[n]", "a_n = GELU(pre_n)   (one number)"], size=SMALL_TEXT,
           mono=(0, 1))
     w0, w1, row = 7.5, 8.5, y - 0.08
     weight_matrix(ax, w0, y - 1.5, w1 - w0, 3.0, row, vertical=False)
-    text(ax, (w0 + w1) / 2, 3.85, "W_out  (3072, 768)", size=SMALL, weight="bold")
-    text(ax, (w0 + w1) / 2, y - 1.75, "row n: output direction (value)", size=SMALL)
+    text(ax, (w0 + w1) / 2, 3.85, "W_out  (3072, 768)", size=SMALL_TEXT, weight="bold")
+    text(ax, (w0 + w1) / 2, y - 1.75, "row n: output direction (value)", size=SMALL_TEXT)
     arrow(ax, (neuron[0] + 0.36, y), (w0, y), kind="mlp")
-    text(ax, 6.95, y - 0.25, "× a_n", size=SMALL, mono=True)
+    text(ax, 6.95, y - 0.25, "× a_n", size=SMALL_TEXT, mono=True)
     bar(ax, 9.2, y, 0.3, 2.0, "resid")
     arrow(ax, (w1, y), (9.05, y), kind="mlp")
-    lines(ax, 10.6, y + 0.5, ["a_n · W_out[n, :]", "(768): neuron n's", "share of mlp_out"], size=SMALL,
+    lines(ax, 10.6, y + 0.5, ["a_n · W_out[n, :]", "(768): neuron n's", "share of mlp_out"], size=SMALL_TEXT,
           mono=(0,))
-    lines(ax, 10.6, y - 0.6, ["mlp_out =", "Σ_n a_n W_out[n, :] + b_out", "(all 3072 neurons)"], size=SMALL)
+    lines(ax, 10.6, y - 0.6, ["mlp_out =", "Σ_n a_n W_out[n, :] + b_out", "(all 3072 neurons)"], size=SMALL_TEXT)
     return fig
 
 
@@ -506,15 +506,15 @@ def layernorm() -> Figure:
                 ["scaled", "× w"], ["out", "(batch, pos, 768)", "hook_out"]]
     for k, (values, caption) in enumerate(zip(layernorm_stages(), captions, strict=True)):
         mini_bars(ax, x_first + k * pitch, base, values)
-        lines(ax, x_first + k * pitch + 0.575, 0.85, caption, size=SMALL, bold_first=True, mono=(2,))
+        lines(ax, x_first + k * pitch + 0.575, 0.85, caption, size=SMALL_TEXT, bold_first=True, mono=(2,))
     steps = [["1  centre", "x − mean(x)"], ["2  normalise", "÷ √(var + ε)"], ["3  scale", "× w  (768)"],
              ["4  shift", "+ b  (768)"]]
     for k, rows in enumerate(steps):
-        b = box(ax, Box(x_first + 1.15 + 0.65 + k * pitch, base + 1.05, 1.15, 0.62), rows, kind="ln", size=SMALL,
+        b = box(ax, Box(x_first + 1.15 + 0.65 + k * pitch, base + 1.05, 1.15, 0.62), rows, kind="ln", size=SMALL_TEXT,
                 bold_first=True)
         arrow(ax, (b.x - 0.55, base + 0.3), (b.x + 0.55, base + 0.3), kind="ln")
     text(ax, 0.2, 0.25, "mean and variance are taken over the 768 features of one position; ε = 1e-5;"
-         " hook_scale = √(var + ε), shape (batch, pos, 1).  Bars: a toy 8-feature vector.", size=SMALL, ha="left",
+         " hook_scale = √(var + ε), shape (batch, pos, 1).  Bars: a toy 8-feature vector.", size=SMALL_TEXT, ha="left",
          color=MUTED)
     return fig
 
@@ -523,8 +523,8 @@ def fused_mha() -> Figure:
     fig, ax = canvas(12, 4.7, "Fused multi-head attention: all 12 heads in one set of matrix products")
     top, low, w, h = 3.3, 1.15, 2.6, 1.15
     xs = [2.95, 5.8, 8.65]
-    x_in = box(ax, Box(0.8, top, 1.25, 0.75), ["x", "(4, 100, 768)"], kind="resid", size=SMALL, bold_first=True)
-    out = box(ax, Box(0.8, low, 1.25, 0.75), ["attn_out", "(4, 100, 768)"], kind="resid", size=SMALL,
+    x_in = box(ax, Box(0.8, top, 1.25, 0.75), ["x", "(4, 100, 768)"], kind="resid", size=SMALL_TEXT, bold_first=True)
+    out = box(ax, Box(0.8, low, 1.25, 0.75), ["attn_out", "(4, 100, 768)"], kind="resid", size=SMALL_TEXT,
               bold_first=True)
     steps = [
         (xs[0], top, ["1  project", "three Linear(768, 768)", "q, k, v: (4, 100, 768)"]),
@@ -534,7 +534,7 @@ def fused_mha() -> Figure:
         (xs[1], low, ["5  back to one vector", ".transpose(1, 2).contiguous()", ".view(4, 100, 768)"]),
         (xs[0], low, ["6  out_proj", "Linear(768, 768)", "→ (4, 100, 768)"]),
     ]
-    boxes = [box(ax, Box(x, y, w, h), rows, kind="attn", size=SMALL, bold_first=True) for x, y, rows in steps]
+    boxes = [box(ax, Box(x, y, w, h), rows, kind="attn", size=SMALL_TEXT, bold_first=True) for x, y, rows in steps]
     arrow(ax, x_in.right, boxes[0].left, kind="resid")
     for a, b in zip(boxes[:2], boxes[1:3], strict=True):
         arrow(ax, a.right, b.left, kind="attn")
@@ -542,9 +542,9 @@ def fused_mha() -> Figure:
     for a, b in zip(boxes[3:5], boxes[4:6], strict=True):
         arrow(ax, a.left, b.right, kind="attn")
     arrow(ax, boxes[5].left, out.right, kind="attn")
-    lines(ax, 11.05, 2.2, ["batch = 4", "pos = 100", "n_heads = 12", "d_head = 64", "12 × 64 = 768"], size=SMALL)
+    lines(ax, 11.05, 2.2, ["batch = 4", "pos = 100", "n_heads = 12", "d_head = 64", "12 × 64 = 768"], size=SMALL_TEXT)
     text(ax, 6.0, 0.3, "Steps 2–3 only relabel memory; step 5 needs .contiguous() because transpose leaves the "
-         "numbers out of order for .view.", size=SMALL, color=MUTED)
+         "numbers out of order for .view.", size=SMALL_TEXT, color=MUTED)
     return fig
 
 
@@ -553,21 +553,21 @@ def hook(ax, x, y, name, side="right", shape=None):
     dot(ax, x, y, r=0.065)
     dx, dy, ha = {"right": (0.12, 0, "left"), "left": (-0.12, 0, "right"), "above": (-0.08, 0.2, "left"),
                   "below": (0, -0.3, "center")}[side]
-    text(ax, x + dx, y + dy, name, size=SMALL, ha=ha, mono=True)
+    text(ax, x + dx, y + dy, name, size=SMALL_TEXT, ha=ha, mono=True)
     if shape:
-        text(ax, x + dx, y + dy - 0.24, shape, size=SMALL, ha=ha, color=MUTED)
+        text(ax, x + dx, y + dy - 0.24, shape, size=SMALL_TEXT, ha=ha, color=MUTED)
 
 
 def hook_map() -> Figure:
     fig, ax = canvas(12.3, 6.4, "Where the hooks sit: the cache key of each activation")
     text(ax, 0.2, 5.8, "● marks a hook and its key. Every activation is (batch, pos, 768) unless a shape is given "
-         "(b = batch).", size=SMALL, ha="left", color=MUTED)
+         "(b = batch).", size=SMALL_TEXT, ha="left", color=MUTED)
     sy, ln_y, up_y = 1.3, 2.05, 2.55  # the stream; the LayerNorm boxes; where their output hooks sit
     # Embeddings
-    tokens = box(ax, Box(0.6, 5.05, 1.0, 0.42), "tokens", size=SMALL)
-    embed = box(ax, Box(0.6, 4.2, 0.8, 0.45), "W_E", kind="embed", size=SMALL)
-    text(ax, 0.6, 3.5, "positions", size=SMALL, color=MUTED)
-    pos = box(ax, Box(0.6, 2.85, 0.8, 0.45), "W_pos", kind="embed", size=SMALL)
+    tokens = box(ax, Box(0.6, 5.05, 1.0, 0.42), "tokens", size=SMALL_TEXT)
+    embed = box(ax, Box(0.6, 4.2, 0.8, 0.45), "W_E", kind="embed", size=SMALL_TEXT)
+    text(ax, 0.6, 3.5, "positions", size=SMALL_TEXT, color=MUTED)
+    pos = box(ax, Box(0.6, 2.85, 0.8, 0.45), "W_pos", kind="embed", size=SMALL_TEXT)
     arrow(ax, tokens.bottom, embed.top)
     arrow(ax, (0.6, 3.35), pos.top)
     node(ax, 2.45, sy)
@@ -578,13 +578,13 @@ def hook_map() -> Figure:
     # Block 0: every key in here starts with "blocks.0."
     region(ax, 2.7, 0.5, 9.9, 5.5, "plain", amount=0.04, lw=1.0, dashed=True)
     text(ax, 2.85, 5.28, "blocks.0", ha="left", weight="bold", mono=True)
-    text(ax, 9.75, 5.28, "(prefix of every key in this box; blocks.1 … blocks.11 are the same)", size=SMALL,
+    text(ax, 9.75, 5.28, "(prefix of every key in this box; blocks.1 … blocks.11 are the same)", size=SMALL_TEXT,
          ha="right", color=MUTED)
     stream(ax, 2.59, 10.35, sy, head=False)
     hook(ax, 2.85, sy, "", side="below")
-    text(ax, 2.8, sy - 0.32, "blocks.0.hook_resid_pre", size=SMALL, ha="left", mono=True)
+    text(ax, 2.8, sy - 0.32, "blocks.0.hook_resid_pre", size=SMALL_TEXT, ha="left", mono=True)
     for branch_x, name, sub in ((3.35, "ln1", (2.95, 6.75, 2.85, 5.0)), (7.65, "ln2", (7.2, 9.35, 2.85, 4.3))):
-        ln = box(ax, Box(branch_x, ln_y, 0.6, 0.42), name, kind="ln", size=SMALL)
+        ln = box(ax, Box(branch_x, ln_y, 0.6, 0.42), name, kind="ln", size=SMALL_TEXT)
         arrow(ax, (branch_x, sy + 0.05), ln.bottom, kind="resid")
         arrow(ax, ln.top, (branch_x, sub[2]), kind="ln")
         hook(ax, branch_x, up_y, f"{name}.hook_out")
@@ -596,12 +596,12 @@ def hook_map() -> Figure:
     for k, (name, shape) in enumerate(rows):
         yy = 4.45 - k * 0.28
         hook(ax, 3.2, yy, name)
-        text(ax, 6.65, yy, shape, size=SMALL, ha="right", color=MUTED)
+        text(ax, 6.65, yy, shape, size=SMALL_TEXT, ha="right", color=MUTED)
     mlp_box = box(ax, Box(8.275, 3.575, 2.15, 1.45), [], kind="mlp", fill=tint(PALETTE["mlp"], 0.12))
     text(ax, 7.35, 4.05, "mlp", weight="bold", ha="left")
     hook(ax, 7.45, 3.75, "mlp.hook_pre")
     hook(ax, 7.45, 3.45, "mlp.hook_post")
-    text(ax, 8.275, 3.1, "(b, pos, 3072)", size=SMALL, color=MUTED)
+    text(ax, 8.275, 3.1, "(b, pos, 3072)", size=SMALL_TEXT, color=MUTED)
     for out_x, sub, name in ((7.0, attn, "hook_attn_out"), (9.6, mlp_box, "hook_mlp_out")):
         arrow(ax, (sub.right[0], 3.3), (out_x, 3.3), (out_x, sy + 0.15), kind="attn" if sub is attn else "mlp")
         node(ax, out_x, sy)
@@ -609,9 +609,9 @@ def hook_map() -> Figure:
     hook(ax, 7.3, sy, "hook_resid_mid", side="below")
     hook(ax, 9.8, sy, "hook_resid_post", side="below")
     # Final LayerNorm and unembedding
-    lnf = box(ax, Box(10.35, ln_y, 0.8, 0.42), "ln_final", kind="ln", size=SMALL)
+    lnf = box(ax, Box(10.35, ln_y, 0.8, 0.42), "ln_final", kind="ln", size=SMALL_TEXT)
     arrow(ax, (10.35, sy - 0.05), lnf.bottom, kind="resid", lw=2.5)
-    unembed = box(ax, Box(10.35, 3.3, 0.8, 0.45), "W_U", kind="embed", size=SMALL)
+    unembed = box(ax, Box(10.35, 3.3, 0.8, 0.45), "W_U", kind="embed", size=SMALL_TEXT)
     arrow(ax, lnf.top, unembed.bottom, kind="ln")
     hook(ax, 10.35, up_y, "ln_final.hook_out")
     arrow(ax, unembed.top, (10.35, 4.1), kind="embed")

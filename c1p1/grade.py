@@ -21,7 +21,8 @@ remaining checks are "not run". A kernel that dies gives "not run" too. At most 
 once (``--jobs``, default 2; use 1 on a busy machine).
 
 A check cell is a code cell that calls ``tests.test_xxx(...)``. Before the learner's first cell the
-grader wraps every check of ``C1P1_tests`` in the kernel so that each call records its outcome:
+grader wraps every check of ``C1P1_tests`` in the kernel (``c1p1.grade_probe``) so that each call
+records its outcome:
 
 - ``pass``: the check passed;
 - ``fail``: the check found a mistake (its message says which), or the check cell raised before
@@ -59,8 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from c1p1.catalog import CHECKS, checks_of
+from c1p1.grade_probe import FAIL, NOT_DONE, NOT_RUN, PASS, STATUSES, status_of
 
-STATUSES = ("pass", "fail", "not done", "not run")
 COURSE_NOTEBOOK = re.compile(r"^\d\d_")
 CHECK_CALL = re.compile(r"\btests\s*\.\s*(test_\w+)\s*\(")
 FLAT_SEPARATOR = "__"
@@ -70,52 +71,8 @@ KERNEL_ENV_DEFAULTS = {"OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "TRANSFORMER
 LOG_NAME = "c1p1_grade_log.jsonl"
 NOT_SUBMITTED = "not submitted"
 
-# Run in the learner's kernel before their first cell: every check records how each call ended.
-INSTRUMENT = """
-def _c1p1_grade_instrument(log_path):
-    import contextlib, functools, io, json, sys
-    try:
-        import C1P1_tests
-    except Exception:
-        return
-    def wrap(name, check):
-        @functools.wraps(check)
-        def recorded(*args, **kwargs):
-            status, message, buffer = "fail", "", io.StringIO()
-            try:
-                with contextlib.redirect_stdout(buffer):
-                    result = check(*args, **kwargs)
-                status = "pass"
-                return result
-            except C1P1_tests.NotDoneYet as exc:
-                status, message = "not done", str(exc)
-                raise
-            except C1P1_tests.CheckFailed as exc:
-                message = str(exc)
-                raise
-            except NotImplementedError as exc:
-                status, message = "not done", f"{name}: NotImplementedError: {exc}"
-                raise
-            except BaseException as exc:
-                message = f"{name} could not run: {type(exc).__name__}: {exc}"
-                raise
-            finally:
-                printed = buffer.getvalue()
-                sys.stdout.write(printed)
-                if status == "pass":
-                    lines = [line for line in printed.splitlines() if "passed" in line]
-                    message = lines[-1] if lines else printed.strip()
-                with open(log_path, "a", encoding="utf-8") as log:
-                    log.write(json.dumps({"check": name, "status": status, "message": message}) + "\\n")
-        recorded._c1p1_graded = True
-        return recorded
-    for name in dir(C1P1_tests):
-        check = getattr(C1P1_tests, name)
-        if name.startswith("test_") and callable(check) and not getattr(check, "_c1p1_graded", False):
-            setattr(C1P1_tests, name, wrap(name, check))
-_c1p1_grade_instrument(%r)
-del _c1p1_grade_instrument
-"""
+# Run in the learner's kernel before their first cell: every check records how each call ends.
+INSTRUMENT = "import c1p1.grade_probe as _c1p1_probe\n_c1p1_probe.install(%r)\ndel _c1p1_probe\n"
 
 
 @dataclass
@@ -214,7 +171,7 @@ def _read_log(path: Path, seen: int) -> list[dict]:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            records.append({"check": "?", "status": "fail", "message": "unreadable record"})
+            records.append({"check": "?", "status": FAIL, "message": "unreadable record"})
     return records
 
 
@@ -231,7 +188,7 @@ def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> Note
         shutil.copyfile(path, work)
         try:
             nb = nbformat.read(work, as_version=4)
-        except Exception as exc:  # noqa: BLE001 - a broken file is reported, not fatal
+        except Exception as exc:  # a broken file is reported, not fatal
             report.problem = f"the notebook cannot be read: {type(exc).__name__}: {_first_line(str(exc))}"
             report.seconds = time.monotonic() - start
             return report
@@ -279,7 +236,7 @@ def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> Note
                         if name in called or error is None:
                             continue
                         ename, evalue = error
-                        status = "not done" if ename in ("NotImplementedError", "NotDoneYet") else "fail"
+                        status = status_of(ename)
                         message = f"the check cell raised {ename}: {evalue}".rstrip(": ")
                         if first_error is not None and ename == "NameError":
                             message += f" (an earlier cell failed first: {first_error})"
@@ -292,13 +249,13 @@ def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> Note
             report.problem = f"timeout: the notebook ran for more than {timeout:g} s{_at(nb, reached + 1)}"
         except DeadKernelError:
             report.problem = f"the kernel died{_at(nb, reached + 1)} (out of memory, or the code crashed Python)"
-        except Exception as exc:  # noqa: BLE001 - one notebook's trouble must not stop the others
+        except Exception as exc:  # one notebook's trouble must not stop the others
             report.problem = f"the notebook could not be run: {type(exc).__name__}: {_first_line(str(exc))}"
         if report.problem:
             graded = {o.check for o in report.outcomes}
             for index, names in sorted(check_cells.items()):
                 if index > reached:
-                    report.outcomes += [Outcome(n, "not run", report.problem, index) for n in names if n not in graded]
+                    report.outcomes += [Outcome(n, NOT_RUN, report.problem, index) for n in names if n not in graded]
     report.seconds = time.monotonic() - start
     return report
 
@@ -321,7 +278,7 @@ class Grade:
 
 
 def _final(outcomes: list[Outcome], check: str) -> Outcome | None:
-    done = [o for o in outcomes if o.check == check and o.status != "not run"]
+    done = [o for o in outcomes if o.check == check and o.status != NOT_RUN]
     if done:
         return done[-1]
     rest = [o for o in outcomes if o.check == check]
@@ -355,7 +312,7 @@ def grade(reports: list[NotebookReport]) -> tuple[list[Grade], list[str]]:
             chosen: tuple[NotebookReport, Outcome] | None = None
             for report in home or [r for r in mine if counts_for(r, check)]:
                 outcome = _final(report.outcomes, check)
-                if outcome is not None and (chosen is None or chosen[1].status == "not run"):
+                if outcome is not None and (chosen is None or chosen[1].status == NOT_RUN):
                     chosen = (report, outcome)
             if chosen is not None:
                 report, outcome = chosen
@@ -364,15 +321,15 @@ def grade(reports: list[NotebookReport]) -> tuple[list[Grade], list[str]]:
             elif home:
                 report = home[0]
                 why = report.problem or f"no cell calls tests.{check}(...)"
-                grades.append(Grade(learner, check, Path(report.path).name, "not run", why, round(report.seconds, 1)))
+                grades.append(Grade(learner, check, Path(report.path).name, NOT_RUN, why, round(report.seconds, 1)))
             else:
                 where = info.notebook if info is not None else "a notebook that calls it"
-                grades.append(Grade(learner, check, "", "not run", f"{NOT_SUBMITTED} ({where})", 0.0))
+                grades.append(Grade(learner, check, "", NOT_RUN, f"{NOT_SUBMITTED} ({where})", 0.0))
     return grades, columns
 
 
 def _short(status: str) -> str:
-    return {"pass": "pass", "fail": "FAIL", "not done": "not done", "not run": "not run"}[status]
+    return {PASS: "pass", FAIL: "FAIL", NOT_DONE: "not done", NOT_RUN: "not run"}[status]
 
 
 def table(grades: list[Grade], columns: list[str]) -> str:
@@ -385,11 +342,11 @@ def table(grades: list[Grade], columns: list[str]) -> str:
         row = [learner]
         for check in columns:
             g = by_key[(learner, check)]
-            if g.status == "pass":
+            if g.status == PASS:
                 row.append("pass")
-            elif g.status == "not run" and g.message.startswith(NOT_SUBMITTED):
+            elif g.status == NOT_RUN and g.message.startswith(NOT_SUBMITTED):
                 row.append("-")
-            elif g.status == "not done":
+            elif g.status == NOT_DONE:
                 row.append("not done")  # the message only says to replace the stub: no note needed
             else:
                 note = f"[{len(notes) + 1}] {learner} / {check}: {_first_line(g.message)}"
@@ -445,10 +402,10 @@ def run_all(submissions: list[Submission], timeout: float, jobs: int) -> list[No
         for task, future in futures:
             try:
                 report = future.result()
-            except Exception as exc:  # noqa: BLE001 - a crashed worker costs one notebook, not the run
+            except Exception as exc:  # a crashed worker costs one notebook, not the run
                 report = NotebookReport(task[0], task[1], task[2], problem=f"the grader's worker failed: {exc}")
                 names = [c.name for c in checks_of(task[1])]
-                report.outcomes = [Outcome(n, "not run", report.problem) for n in names]
+                report.outcomes = [Outcome(n, NOT_RUN, report.problem) for n in names]
             reports.append(report)
             progress(report)
     return reports

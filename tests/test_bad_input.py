@@ -60,7 +60,7 @@ def test_an_instance_instead_of_the_class(reference):
 
 
 def test_a_function_instead_of_a_class(reference):
-    def LayerNormFunction(x):  # noqa: N802 - a learner's name
+    def LayerNormFunction(x):  # a learner's name
         return x
 
     rejected(tests.test_layer_norm, LayerNormFunction, "function", "class LayerNorm", "nn.Module")

@@ -178,7 +178,7 @@ def test_pos_embed_transposed_parameter(reference):
 
 
 def test_random_case_token_ids_differ_from_positions():
-    from c1p1.checks.embed import pos_tokens
+    from c1p1.checks.embeddings import pos_tokens
 
     t = pos_tokens(3, 64, 503, 64, seed=0)  # (3, 64)
     positions = torch.arange(64)  # (64,)

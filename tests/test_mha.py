@@ -249,6 +249,14 @@ def test_mha_structure_mistakes(cls, keywords, reference):
     fails(tests.test_multihead_attention, cls, *keywords)
 
 
+def test_mha_writing_into_its_own_weights_is_caught(reference):
+    def forward(self, x):
+        self.W_query.weight.mul_(1.0)  # even a write that changes no value is a write into the weights
+        return MultiHeadAttention.forward(self, x)
+
+    fails(tests.test_multihead_attention, with_forward(forward), "wrote into its parameter W_query.weight", "x = x + y")
+
+
 def test_mha_instance_is_refused(reference):
     fails(tests.test_multihead_attention, MultiHeadAttention(8, 8, 4, 0.0, 2), "class itself")
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import C1P1_tests as tests
-from c1p1.checks import core, mlp_block, oracle
+from c1p1.checks import core, mlp, oracle
 from c1p1.parts import MLP, TransformerBlock
 from tests.check_helpers import fails, not_done
 from tests.notebook_code import definitions
@@ -114,7 +114,7 @@ def test_mlp_mistakes_are_named(name, reference):
 
 def test_exact_gelu_is_rejected_by_the_random_case_far_beyond_tolerance(reference):
     """The random case alone rejects exact GELU, on many values (not on one unlucky one)."""
-    case = mlp_block.mlp_cases()[-1]
+    case = mlp.mlp_cases()[-1]
     x, p = case.inputs[0], case.params
     exact = oracle.mlp(x, p, activation="gelu")
     close = torch.isclose(exact, case.expected, atol=core.ATOL, rtol=core.RTOL)

@@ -1,1 +1,4 @@
-"""The course's checks, one module per notebook; `C1P1_tests` gathers them for learners."""
+"""The course's checks, one module per thing checked, all run by `c1p1.checks.core.run_cases`.
+
+`c1p1.catalog` names every check once; `C1P1_tests` gathers the catalogued checks for learners.
+"""

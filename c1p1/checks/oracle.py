@@ -1,16 +1,23 @@
 """Functional forms of GPT-2's components, used by the checks as the reference computation.
 
-Each function takes TransformerLens-layout parameters as a dict (``w``, ``b``; ``W_Q`` ...), so the
-checks can run it on random parameters as well as on GPT-2's. Keyword flags switch on one known
-mistake at a time; the checks compare a wrong answer with these to name its cause. With every flag
-at its default each function is the correct computation, and `tests/test_oracle.py` confirms that
-it reproduces the reference bridge's own hooks.
+Every reference formula of the checks is here. Each function takes TransformerLens-layout parameters
+as a dict (``w``, ``b``; ``W_Q`` ...), so the checks can run it on random parameters as well as on
+GPT-2's. Keyword flags switch on one known mistake at a time; the checks compare a wrong answer with
+these to name its cause. With every flag at its default each function is the correct computation,
+and `tests/test_oracle.py` confirms that it reproduces the reference bridge's own hooks.
+
+The last part is notebook 10's form of attention: ``nn.Linear`` projections (``weight [out, in]``,
+``bias [out]``) cut into heads with ``.view`` and ``.transpose``. `to_linear` / `to_per_head`
+convert between the two layouts, `linear_params` turns a block's parameters into a
+MultiHeadAttention state dict, and `mha` is the fused forward pass. The ``*_shapes`` functions give
+each component's parameter shapes for a Config.
 """
 
 from __future__ import annotations
 
 import math
 
+import einops
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -173,13 +180,16 @@ def model(
     skip_ln_final: bool = False,
     n_layers: int | None = None,
     no_pos: bool = False,
+    no_token: bool = False,
+    double_residual: bool = False,
 ) -> Tensor:
     """tokens: (batch, posn) -> logits (batch, posn, d_vocab)."""
-    resid = embed(tokens, sub(p, "embed"))  # (batch, posn, d_model)
-    if not no_pos:
-        resid = resid + pos_embed(tokens, sub(p, "pos_embed"))  # (batch, posn, d_model)
+    token = 0.0 if no_token else embed(tokens, sub(p, "embed"))  # (batch, posn, d_model)
+    position = 0.0 if no_pos else pos_embed(tokens, sub(p, "pos_embed"))  # (batch, posn, d_model)
+    resid = token + position  # (batch, posn, d_model)
     for i in range(cfg.n_layers if n_layers is None else n_layers):
-        resid = block(resid, sub(p, f"blocks.{i}"), cfg.layer_norm_eps)  # (batch, posn, d_model)
+        out = block(resid, sub(p, f"blocks.{i}"), cfg.layer_norm_eps)  # (batch, posn, d_model)
+        resid = resid + out if double_residual else out  # (batch, posn, d_model)
     if not skip_ln_final:
         resid = layer_norm(resid, sub(p, "ln_final"), cfg.layer_norm_eps)  # (batch, posn, d_model)
     return unembed(resid, sub(p, "unembed"))  # (batch, posn, d_vocab)
@@ -193,3 +203,153 @@ def log_probs(logits: Tensor, tokens: Tensor, *, shift: int = 1, probs: bool = F
     if shift == 0:
         return lp[:, :-1].gather(-1, tokens[:, :-1, None])[..., 0]  # (batch, posn - 1)
     return lp[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]  # (batch, posn - 1)
+
+
+# ------------------------------------------------------------------------- parameter shapes
+
+
+def attention_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
+    h, m, d = cfg.n_heads, cfg.d_model, cfg.d_head
+    shapes: dict[str, tuple[int, ...]] = {f"W_{n}": (h, m, d) for n in "QKV"}
+    shapes.update({"W_O": (h, d, m)})
+    shapes.update({f"b_{n}": (h, d) for n in "QKV"})
+    shapes.update({"b_O": (m,)})
+    return shapes
+
+
+def mlp_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
+    return {"W_in": (cfg.d_model, cfg.d_mlp), "W_out": (cfg.d_mlp, cfg.d_model), "b_in": (cfg.d_mlp,), "b_out": (cfg.d_model,)}
+
+
+def block_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
+    shapes = {f"ln{i}.{leaf}": (cfg.d_model,) for i in (1, 2) for leaf in ("w", "b")}
+    shapes.update({f"attn.{k}": v for k, v in attention_shapes(cfg).items()})
+    shapes.update({f"mlp.{k}": v for k, v in mlp_shapes(cfg).items()})
+    return shapes
+
+
+def model_shapes(cfg: Config) -> dict[str, tuple[int, ...]]:
+    """Every parameter of GPT-2 under TransformerLens names, for a given Config."""
+    m, v = cfg.d_model, cfg.d_vocab
+    shapes: dict[str, tuple[int, ...]] = {"embed.W_E": (v, m), "pos_embed.W_pos": (cfg.n_ctx, m)}
+    for i in range(cfg.n_layers):
+        shapes.update({f"blocks.{i}.{k}": s for k, s in block_shapes(cfg).items()})
+    shapes.update({"ln_final.w": (m,), "ln_final.b": (m,), "unembed.W_U": (m, v), "unembed.b_U": (v,)})
+    return shapes
+
+
+# ------------------------------------------------------------ attention with nn.Linear (notebook 10)
+
+LINEAR_NAMES = ("W_query", "W_key", "W_value")
+TL_NAMES = ("Q", "K", "V")
+
+
+def to_linear(
+    W: Tensor, b: Tensor, kind: str, *, transpose: bool = True, permute: bool = True, head_order: str = "h d"
+) -> tuple[Tensor, Tensor]:
+    """Per-head (TransformerLens) weights -> nn.Linear's (weight [out, in], bias [out]).
+
+    kind "qkv": W [n_heads, d_model, d_head], b [n_heads, d_head] -> weight [n_heads*d_head, d_model].
+    kind "out": W [n_heads, d_head, d_model], b [d_model] -> weight [d_model, n_heads*d_head].
+    Mistakes: transpose=False leaves x @ W's layout [in, out]; permute=False reshapes in memory order
+    without moving d_model; head_order="d h" interleaves the heads.
+    """
+    n_heads = W.shape[0]
+    if kind == "qkv":
+        if not permute:
+            return W.reshape(-1, W.shape[1]), b.reshape(-1)  # mixes d_model into the rows
+        weight = einops.rearrange(W, f"h m d -> ({head_order}) m")  # (n_heads * d_head, d_model)
+        bias = einops.rearrange(b, f"h d -> ({head_order})")  # (n_heads * d_head,)
+        return (weight.T if not transpose else weight), bias
+    if not permute:
+        return W.reshape(W.shape[-1], -1), b  # mixes the rows of W_O
+    weight = einops.rearrange(W, f"h d m -> m ({head_order})", h=n_heads)  # (d_model, n_heads * d_head)
+    return (weight.T if not transpose else weight), b
+
+
+def to_per_head(
+    weight: Tensor, bias: Tensor, kind: str, n_heads: int, *, direct: bool = False, head_order: str = "h d"
+) -> tuple[Tensor, Tensor]:
+    """nn.Linear's (weight [out, in], bias [out]) -> per-head (TransformerLens) weights; the inverse of to_linear.
+
+    Mistakes: direct=True reshapes straight into the per-head shape without moving any dimension;
+    head_order="d h" reads the heads as interleaved.
+    """
+    if kind == "qkv":
+        d_model = weight.shape[1]
+        d_head = weight.shape[0] // n_heads
+        if direct:
+            return weight.reshape(n_heads, d_model, d_head), bias.reshape(n_heads, d_head)
+        W = einops.rearrange(weight, f"({head_order}) m -> h m d", h=n_heads)  # (n_heads, d_model, d_head)
+        return W, einops.rearrange(bias, f"({head_order}) -> h d", h=n_heads)  # (n_heads, d_head)
+    d_model = weight.shape[0]
+    d_head = weight.shape[1] // n_heads
+    if direct:
+        return weight.reshape(n_heads, d_head, d_model), bias
+    return einops.rearrange(weight, f"m ({head_order}) -> h d m", h=n_heads), bias  # (n_heads, d_head, d_model)
+
+
+def linear_params(p: dict[str, Tensor], qkv_bias: bool = True) -> dict[str, Tensor]:
+    """A block's attention parameters (TransformerLens names) as a MultiHeadAttention state dict."""
+    out = {}
+    for lin, tl in zip(LINEAR_NAMES, TL_NAMES, strict=True):
+        weight, bias = to_linear(p[f"W_{tl}"], p[f"b_{tl}"], "qkv")
+        out[f"{lin}.weight"] = weight.contiguous()
+        if qkv_bias:
+            out[f"{lin}.bias"] = bias.contiguous()
+    weight, bias = to_linear(p["W_O"], p["b_O"], "out")
+    out["out_proj.weight"] = weight.contiguous()
+    out["out_proj.bias"] = bias.contiguous()
+    return out
+
+
+def mha(
+    x: Tensor,
+    lp: dict[str, Tensor],
+    num_heads: int,
+    *,
+    split: str = "view_transpose",
+    merge: str = "transpose",
+    scale: str = "head_dim",
+    masked: bool = True,
+    softmax_dim: int = -1,
+    project_out: bool = True,
+) -> Tensor:
+    """The fused multi-head attention: x (batch, posn, d_in) -> (batch, posn, d_out).
+
+    split: "view_transpose" (correct), "view_only" (.view(b, heads, posn, head_dim) straight away), or
+    "over_heads" (no transpose at all, so each token's heads attend to one another, causally).
+    merge: "transpose" (correct) or "no_transpose" (.view(b, posn, d_out) straight from (b, heads, posn, head_dim)).
+    scale: "head_dim" (correct), "d_out", "none", "no_sqrt".
+    """
+    b, s, _ = x.shape
+
+    def lin(name: str, t: Tensor) -> Tensor:
+        return F.linear(t, lp[f"{name}.weight"], lp.get(f"{name}.bias"))
+
+    q, k, v = (lin(n, x) for n in LINEAR_NAMES)  # each (batch, posn, d_out)
+    d_out = q.shape[-1]
+    head_dim = d_out // num_heads
+
+    def heads(t: Tensor) -> Tensor:
+        if split == "view_only":
+            return t.reshape(b, num_heads, s, head_dim)  # (batch, n_heads, posn, head_dim), scrambled
+        if split == "over_heads":
+            return t.reshape(b, s, num_heads, head_dim)  # (batch, posn, n_heads, head_dim)
+        return t.reshape(b, s, num_heads, head_dim).transpose(1, 2)  # (batch, n_heads, posn, head_dim)
+
+    q, k, v = heads(q), heads(k), heads(v)
+    scores = q @ k.transpose(-1, -2)  # (batch, n_heads, query_pos, key_pos)
+    divisor = {"head_dim": math.sqrt(head_dim), "d_out": math.sqrt(d_out), "none": 1.0, "no_sqrt": head_dim}[scale]
+    scores = scores / divisor
+    if masked:
+        n = scores.shape[-1]
+        future = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1)  # (query_pos, key_pos)
+        scores = scores.masked_fill(future, float("-inf"))
+    weights = torch.nan_to_num(scores.softmax(dim=softmax_dim))  # (batch, n_heads, query_pos, key_pos)
+    context = weights @ v  # (batch, n_heads, posn, head_dim)
+    if split == "over_heads" or merge == "no_transpose":
+        merged = context.reshape(b, s, d_out)  # (batch, posn, d_out)
+    else:
+        merged = context.transpose(1, 2).reshape(b, s, d_out)  # (batch, posn, d_out)
+    return lin("out_proj", merged) if project_out else merged  # (batch, posn, d_out)

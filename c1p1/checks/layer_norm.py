@@ -1,4 +1,4 @@
-"""test_layer_norm: notebook 01."""
+"""test_layer_norm (notebook 01): LayerNorm against GPT-2's ln1, ln2 and ln_final, and random parameters."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import replace
 from c1p1.checks import core, oracle
 from c1p1.checks.core import Case, Mistake
 
+TEST = "test_layer_norm"
 DIMS = ("batch", "posn", "d_model")
 FALLBACK = (
     "1) the variance: use the biased one, x.var(dim=-1, keepdim=True, unbiased=False); "
@@ -86,7 +87,7 @@ def cases() -> list[Case]:
 def test_layer_norm(LayerNorm) -> None:
     """Check a LayerNorm class against GPT-2's ln1, ln2 and ln_final, and against random parameters."""
     __tracebackhide__ = True
-    cls = core.expect_module_class(LayerNorm, "LayerNorm", "test_layer_norm")
+    cls = core.expect_module_class(LayerNorm, "LayerNorm", TEST)
     all_cases = cases()
-    core.run_cases("test_layer_norm", cls, all_cases)
-    core.passed("test_layer_norm", core.summary(all_cases))
+    core.run_cases(TEST, cls, all_cases)
+    core.passed(TEST, core.summary(all_cases))

@@ -1,12 +1,12 @@
-"""test_embed (notebook 02) and test_pos_embed (notebook 03)."""
+"""test_embed (notebook 02) and test_pos_embed (notebook 03): the two lookup tables that start the residual stream."""
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from c1p1.checks import core, oracle
-from c1p1.checks.core import Case, CheckFailed, Mistake
+from c1p1.checks.core import Advice, Case, Mistake
 from c1p1.config import Config
 
 DIMS = ("batch", "posn", "d_model")
@@ -210,43 +210,13 @@ def pos_cases() -> list[Case]:
 
 # ------------------------------------------------------------------------------------------ checks
 
+# The learner's class is built once per Config and parameters: initialising a (50257, 768) table
+# takes about half a second on a small CPU, and the check should stay under a second.
+FIELDS = "cfg.d_vocab, cfg.n_ctx, cfg.d_model"
 
-def _run(test: str, cls: type[nn.Module], cases: list[Case], hints, index_error: str) -> None:
-    """Like core.run_cases, with the shape hints of each case's Config and a likely cause for an IndexError.
 
-    The learner's class is built once per Config, not once per case: initialising a (50257, 768) table
-    takes about half a second on a small CPU, and the check should stay under a second.
-    """
-    __tracebackhide__ = True
-    built: dict[str, nn.Module] = {}
-    for case in cases:
-        key = repr(case.cfg)
-        if key not in built:
-            module = core.build(cls, test, case.cfg)
-            try:
-                built[key] = module.to(case.expected.device)
-            except Exception as exc:  # noqa: BLE001
-                core.learner_raised(test, f"moving {cls.__name__} to {case.expected.device}", exc)
-        module = built[key]
-        core.load_strict(module, case.params, test)
-        module.eval()
-        hint = ""
-        if case.cfg != Config():
-            hint = (
-                f"This case builds your class with a smaller Config ({case.cfg}). "
-                "Use the cfg fields (cfg.d_vocab, cfg.n_ctx, cfg.d_model) instead of GPT-2 small's numbers."
-            )
-        try:
-            out = core.call(module.forward, case.inputs, test, f"{cls.__name__}.forward", hint)
-        except CheckFailed as exc:
-            if "raised IndexError" in str(exc):
-                core.fail(str(exc) + "\n" + index_error)
-            raise
-        out = out.detach()  # a view of a parameter can still carry requires_grad after no_grad
-        core.vet_output(out, case.expected, case.dims, test, "the output", hints(case.cfg))
-        mismatch = core.compare(out, case.expected)
-        if mismatch is not None:
-            core.explain(test, "the output", case, out, mismatch)
+def _index_error(advice: str) -> Advice:
+    return Advice(error=lambda exc: advice if isinstance(exc, IndexError) else "")
 
 
 def test_embed(Embed) -> None:
@@ -254,7 +224,8 @@ def test_embed(Embed) -> None:
     __tracebackhide__ = True
     cls = core.expect_module_class(Embed, "Embed", "test_embed")
     cases = embed_cases()
-    _run("test_embed", cls, cases, embed_shape_hints, EMBED_INDEX_ERROR)
+    core.run_cases("test_embed", cls, cases, shape_hints=lambda case: embed_shape_hints(case.cfg), fields=FIELDS,
+                   advice=_index_error(EMBED_INDEX_ERROR))
     core.passed("test_embed", core.summary(cases))
 
 
@@ -263,5 +234,6 @@ def test_pos_embed(PosEmbed) -> None:
     __tracebackhide__ = True
     cls = core.expect_module_class(PosEmbed, "PosEmbed", "test_pos_embed")
     cases = pos_cases()
-    _run("test_pos_embed", cls, cases, pos_shape_hints, POS_INDEX_ERROR)
+    core.run_cases("test_pos_embed", cls, cases, shape_hints=lambda case: pos_shape_hints(case.cfg), fields=FIELDS,
+                   advice=_index_error(POS_INDEX_ERROR))
     core.passed("test_pos_embed", core.summary(cases))
