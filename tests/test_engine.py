@@ -179,3 +179,14 @@ def test_no_check_names_a_device():
             if re.search(r"""["'](cpu|cuda)["']|\.(cpu|cuda)\(\)""", line):
                 named.append(f"{path.name}:{number}: {line.strip()}")
     assert named == ['learner.py:38: PREFLIGHT = torch.device("cpu")']
+
+
+def test_the_preflight_leaves_the_random_stream_alone(reference, monkeypatch):
+    """Dropout in the judged call draws the same numbers with or without the preflight (the message quotes them)."""
+
+    def dropout_on_output(self, x):
+        return self.dropout(MultiHeadAttention.forward(self, x))
+
+    plain = message(tests.test_multihead_attention, mha(dropout_on_output))
+    monkeypatch.setattr(learner, "preflight_needed", lambda devices: True)
+    assert message(tests.test_multihead_attention, mha(dropout_on_output)) == plain

@@ -369,7 +369,8 @@ def _preflight(fn: Callable, args: list[object], test: str, what: str, hint: str
     __tracebackhide__ = True
     versions = parameter_versions(fn)
     try:
-        with torch.no_grad():
+        # The CPU's random stream is left as it was, so dropout in the judged call draws what it would without this run.
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
             fn(*[a.clone() if isinstance(a, Tensor) else a for a in args])
     except Exception as exc:
         if is_device_error(exc):
