@@ -322,17 +322,21 @@ def top_p_mistakes(lg: Tensor, p: float, keep: int) -> list[Mistake]:
     ]
 
 
-def sharpened(logits: Tensor, rows: Sequence[int], factor: float = 4.0) -> Tensor:
-    """logits with some rows made confident, so that their top token alone has more than top_p."""
+def sharpened(logits: Tensor, rows: Sequence[int], factor: float = 4.0, lowered: Sequence[int] = ()) -> Tensor:
+    """logits with some rows made confident (their top token alone has more than top_p), others shifted down.
+
+    A softmax ignores a shift, so a correct top-p does too; a cumulative sum of raw logits does not.
+    """
     out = logits.clone()  # (batch, d_vocab)
     out[list(rows)] = out[list(rows)] * factor
+    out[list(lowered)] = out[list(lowered)] - 5.0
     return out
 
 
 def top_p_cases() -> list[Case]:
     specs = (
+        ("random logits (3, 10), top_p 0.5, rows 0 and 2 confident, row 1 lowered by 5", sharpened(random_logits((3, 10), 1232), (0, 2), lowered=(1,)), 0.5, 1),
         ("random logits (4, 12), top_p 0.7", random_logits((4, 12), 1231, 1.5), 0.7, 1),
-        ("random logits (3, 10), top_p 0.5, rows 0 and 2 confident", sharpened(random_logits((3, 10), 1232), (0, 2)), 0.5, 1),
         ("random logits (3, 10), top_p 0.75, min_tokens_to_keep 3", sharpened(random_logits((3, 10), 1233), (1,)), 0.75, 3),
         ("random logits (2, 100), top_p 0.95", random_logits((2, 100), 1240, 1.5), 0.95, 1),
     )

@@ -144,7 +144,9 @@ def draws(fn: Callable, ids: Tensor, logits: Tensor, settings: dict, seed: int, 
     def run(ids: Tensor, logits: Tensor) -> Tensor:
         return fn(ids, logits, generator=gen, **settings)
 
-    hint = DEVICE_HINT if logits.device != CPU else ""
+    hint = ("If torch.multinomial says the probabilities contain inf, nan or a negative value: take the softmax over "
+            "the vocabulary (dim=-1), not over the batch dimension (dim=0), and never remove every token of a row.")
+    hint = DEVICE_HINT + "\n" + hint if logits.device != CPU else hint
     out = core.call(run, (ids, logits), test, f"sample_next_token({label})", hint)
     want = (logits.shape[0],)
     if tuple(out.shape) != want:
