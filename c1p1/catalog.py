@@ -74,6 +74,7 @@ _TABLE = (
     ("test_top_p_logits", "12_sampling", "top_p_logits", "top_p_logits"),
     ("test_sample_next_token", "12_sampling", "sample_next_token", "sample_next_token"),
     ("test_generate", "12_sampling", "generate", "generate"),
+    ("test_beam_search", "12_sampling", "beam_search", "beam_search"),
 )
 
 CHECKS: dict[str, CheckInfo] = {

@@ -35,6 +35,7 @@ CHECKS = {
     "top_p_logits": tests.test_top_p_logits,
     "sample_next_token": tests.test_sample_next_token,
     "generate": tests.test_generate,
+    "beam_search": tests.test_beam_search,
 }
 
 
@@ -453,3 +454,55 @@ def test_every_catalogued_mistake_changes_the_answer_somewhere(cases):
     for cause in causes:
         outputs = [(case, m) for case in built for m in case.mistakes() if m.cause == cause]
         assert any(not sampling.same_logits(m.output(), case.expected) for case, m in outputs), cause
+
+
+# --------------------------------------------------------------------------------------- beam search
+
+
+def beam_variant(mistake):
+    """A learner's beam search made from the check's reference with one mistake switched on."""
+    from c1p1.checks.beam import reference_beam_search
+
+    def beam_search(model, input_ids, num_beams, max_new_tokens):
+        return reference_beam_search(model, input_ids, num_beams, max_new_tokens, mistake)
+
+    return beam_search
+
+
+def beam_search_loop(model, input_ids, num_beams, max_new_tokens):
+    """Copies of the prompt with scores (0, -inf, ...), and a Python loop over the candidates."""
+    beams = input_ids.repeat(num_beams, 1)
+    scores = torch.full((num_beams,), NEG_INF)
+    scores[0] = 0.0
+    for _ in range(max_new_tokens):
+        log_probs = model(beams[:, -model.cfg.n_ctx :])[:, -1].log_softmax(-1)
+        candidates = sorted(((float(scores[b] + log_probs[b, t]), b, t) for b in range(num_beams)
+                             for t in range(log_probs.shape[-1])), reverse=True)[:num_beams]
+        beams = torch.stack([torch.cat([beams[b], torch.tensor([t])]) for _, b, t in candidates])
+        scores = torch.tensor([s for s, _, _ in candidates])
+    return beams, scores
+
+
+@pytest.mark.parametrize("fn", [parts.beam_search, beam_search_loop], ids=["parts", "copies with -inf scores"])
+def test_beam_search_alternatives_pass(fn):
+    tests.test_beam_search(fn)
+
+
+@pytest.mark.parametrize(("mistake", "keywords"), [
+    ("copies", ["identical"]), ("per_beam", ["only by its own best"]), ("logits", ["log_softmax"]),
+    ("no_history", ["score so far"]), ("parent", ["flat // d_vocab"]),
+])
+def test_beam_search_mistakes_are_named(mistake, keywords):
+    fails(tests.test_beam_search, beam_variant(mistake), *keywords)
+
+
+def test_beam_search_other_mistakes_are_named():
+    def no_crop(model, input_ids, num_beams, max_new_tokens):
+        return parts.beam_search(type("Uncropped", (), {"cfg": type("C", (), {"n_ctx": 10**6, "d_vocab": 11})(),
+                                                         "__call__": lambda self, t: model(t)})(),
+                                 input_ids, num_beams, max_new_tokens)
+
+    fails(tests.test_beam_search, no_crop, "not cropped")
+    fails(tests.test_beam_search, lambda *a: parts.beam_search(*a)[0], "two tensors")
+    fails(tests.test_beam_search, lambda *a: tuple(t.flip(0) for t in parts.beam_search(*a)), "best first")
+    fails(tests.test_beam_search, lambda *a: (parts.beam_search(*a)[0], parts.beam_search(*a)[1] / 2), "scores are not")

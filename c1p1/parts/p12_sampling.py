@@ -8,7 +8,7 @@ from torch import Tensor
 from torch import nn
 import torch
 
-__all__ = ['apply_temperature', 'apply_frequency_penalty', 'top_k_logits', 'top_p_logits', 'sample_next_token', 'generate']
+__all__ = ['apply_temperature', 'apply_frequency_penalty', 'top_k_logits', 'top_p_logits', 'sample_next_token', 'generate', 'beam_search']
 
 def apply_temperature(logits: Float[Tensor, "batch d_vocab"], temperature: float) -> Float[Tensor, "batch d_vocab"]:
     """The logits divided by the temperature. Raises ValueError when temperature <= 0 (greedy is separate)."""
@@ -106,4 +106,23 @@ def generate(
         if bool(finished.all()):
             break
     return input_ids
+    ### END SOLUTION
+
+
+def beam_search(
+    model: nn.Module, input_ids: Int[Tensor, "1 seq"], num_beams: int, max_new_tokens: int
+) -> tuple[Int[Tensor, "num_beams seq_plus_new"], Float[Tensor, "num_beams"]]:
+    """The num_beams most likely continuations found by beam search, best first, with their summed log probabilities."""
+    ### BEGIN SOLUTION
+    n_ctx, d_vocab = model.cfg.n_ctx, model.cfg.d_vocab
+    beams = input_ids  # (1, seq): one beam to start with
+    scores = torch.zeros(1, device=input_ids.device)  # (1,): summed log probabilities of the new tokens
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            log_probs = model(beams[:, -n_ctx:])[:, -1].log_softmax(dim=-1)  # (beams, d_vocab)
+        candidates = (scores[:, None] + log_probs).flatten()  # (beams * d_vocab,): every one-token extension
+        scores, flat_ids = candidates.topk(min(num_beams, candidates.numel()))  # (num_beams,) each, best first
+        parent, token = flat_ids // d_vocab, flat_ids % d_vocab  # (num_beams,) each
+        beams = torch.cat([beams[parent], token[:, None]], dim=1)  # (num_beams, seq + 1)
+    return beams, scores
     ### END SOLUTION
