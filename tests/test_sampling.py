@@ -506,3 +506,15 @@ def test_beam_search_other_mistakes_are_named():
     fails(tests.test_beam_search, lambda *a: parts.beam_search(*a)[0], "two tensors")
     fails(tests.test_beam_search, lambda *a: tuple(t.flip(0) for t in parts.beam_search(*a)), "best first")
     fails(tests.test_beam_search, lambda *a: (parts.beam_search(*a)[0], parts.beam_search(*a)[1] / 2), "scores are not")
+
+
+def test_the_device_pass_runs(monkeypatch, capsys):
+    """The second pass on the course device (CUDA on a GPU machine), exercised on the CPU under another name."""
+    from c1p1.checks import beam
+
+    other = torch.device("cpu", 0)  # compares unequal to torch.device("cpu"), so the device pass runs
+    for module in (sampling, sampling_draws, beam):
+        monkeypatch.setattr(module, "course_device", lambda: other)
+    for name, check in CHECKS.items():
+        check(getattr(parts, name))
+    assert capsys.readouterr().out.count(" passed: ") == len(CHECKS)
