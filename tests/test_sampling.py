@@ -518,3 +518,15 @@ def test_the_device_pass_runs(monkeypatch, capsys):
     for name, check in CHECKS.items():
         check(getattr(parts, name))
     assert capsys.readouterr().out.count(" passed: ") == len(CHECKS)
+
+
+@pytest.mark.parametrize(("name", "helper"), [("sample_next_token", "apply_frequency_penalty"),
+                                              ("generate", "sample_next_token")])
+def test_an_unfinished_earlier_exercise_is_named(name, helper):
+    """A learner's finished function that calls an unfinished one: the message names the unfinished one."""
+    import inspect
+
+    learner = dict(stubs())
+    exec(inspect.getsource(getattr(parts, name)), learner)  # noqa: S102 - the course's own function, among the stubs
+    message = not_done(CHECKS[name], learner[name])
+    assert f"{name} calls {helper}" in message, message

@@ -14,8 +14,10 @@ out-of-range id is a clean error there, a device-side assert on a GPU), then one
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -126,6 +128,35 @@ def draw_cases() -> list[DrawCase]:
 
 # -------------------------------------------------------------------------------- sample_next_token
 
+
+def unfinished_helper(exc: BaseException, name: str) -> str:
+    """The function that raised NotImplementedError, when it is not `name` itself (an unfinished earlier exercise)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    raiser = frames[-1].name if frames else name
+    return "" if raiser in (name, "<lambda>", "run") else raiser
+
+
+def helper_not_done(test: str, name: str, helper: str) -> None:
+    __tracebackhide__ = True
+    raise core.NotDoneYet(
+        f"{test}: {name} calls {helper}, which still raises NotImplementedError. Finish {helper} first (its "
+        f"exercise is above, with its own check): replace `raise NotImplementedError()` under # YOUR CODE HERE in "
+        f"its cell, run that cell, then run this check again."
+    ) from None
+
+
+@contextlib.contextmanager
+def naming_unfinished_helpers(test: str, name: str) -> Iterator[None]:
+    """A NotDoneYet from core.call that comes from a helper (say apply_temperature) names that helper instead."""
+    __tracebackhide__ = True
+    try:
+        yield
+    except core.NotDoneYet as err:
+        helper = unfinished_helper(err.__context__, name) if err.__context__ is not None else ""
+        if helper:
+            helper_not_done(test, name, helper)
+        raise
+
 SAMPLE_SHAPE_HINT = (
     (lambda got, want: got == (want[0], 1), "torch.multinomial returns shape (batch, 1): .squeeze(-1) it."),
     (lambda got, want: len(got) == 2 and got[0] == want[0],
@@ -147,7 +178,8 @@ def draws(fn: Callable, ids: Tensor, logits: Tensor, settings: dict, seed: int, 
     hint = ("If torch.multinomial says the probabilities contain inf, nan or a negative value: take the softmax over "
             "the vocabulary (dim=-1), not over the batch dimension (dim=0), and never remove every token of a row.")
     hint = DEVICE_HINT + "\n" + hint if logits.device != CPU else hint
-    out = core.call(run, (ids, logits), test, f"sample_next_token({label})", hint)
+    with naming_unfinished_helpers(test, "sample_next_token"):
+        out = core.call(run, (ids, logits), test, f"sample_next_token({label})", hint)
     want = (logits.shape[0],)
     if tuple(out.shape) != want:
         msg = f"{test}: the output on {label} has shape {tuple(out.shape)} but should have shape (batch={want[0]},)."
@@ -212,8 +244,9 @@ def check_greedy(fn: Callable, test: str) -> None:
     ids, logits, penalty = greedy_case()
     hint = ("Likely cause: temperature 0 reaches apply_temperature. Temperature 0 means greedy: after the "
             "penalty, return logits.argmax(dim=-1) before dividing by the temperature.")
-    out = core.call(lambda i, lg: fn(i, lg, temperature=0.0, freq_penalty=penalty), (ids, logits), test,
-                    "sample_next_token(temperature=0)", hint)
+    with naming_unfinished_helpers(test, "sample_next_token"):
+        out = core.call(lambda i, lg: fn(i, lg, temperature=0.0, freq_penalty=penalty), (ids, logits), test,
+                        "sample_next_token(temperature=0)", hint)
     expected = (logits - penalty * counts(ids, 10)).argmax(-1)  # (3,)
     if tuple(out.shape) != (3,) or not torch.equal(out.long(), expected):
         label = "greedy decoding (temperature 0, freq_penalty 0.6)"
@@ -365,6 +398,9 @@ def run_generate(fn: Callable, model: TinyLM, prompt: Tensor, max_new: int, stop
         core.fail(f"{test} FAILED on {label}: {exc}.\n{core.learner_frame(exc)}\nLikely cause: the context is not "
                   "cropped. Run the model on input_ids[:, -model.cfg.n_ctx:], the last n_ctx tokens.")
     except Exception as exc:  # noqa: BLE001 - the learner's error, shown with their line
+        helper = unfinished_helper(exc, "generate") if isinstance(exc, NotImplementedError) else ""
+        if helper:
+            helper_not_done(test, "generate", helper)
         core.learner_raised(test, f"generate on {label}", exc,
                             "If the error is inside sample_next_token, make test_sample_next_token pass first.")
     if not torch.equal(copy, prompt):
