@@ -21,6 +21,10 @@ NEG_INF = float("-inf")
 CPU = torch.device("cpu")
 
 
+DEVICE_TENSOR_HINT = ("It passed on the CPU, so the likely cause is a tensor created on the CPU: create new tensors "
+                      "on the input's device (torch.zeros_like(logits), or device=logits.device).")
+
+
 def course_device() -> torch.device:
     from c1p1.reference import pick_device
 
@@ -120,7 +124,7 @@ def run_logit_cases(
     if device != CPU:
         case = cases[0]
         inputs = tuple(x.to(device) if isinstance(x, Tensor) else x for x in case.inputs)
-        out = core.call(fn, inputs, test, f"{what} on {device}")
+        out = core.call(fn, inputs, test, f"{what} on {device}", DEVICE_TENSOR_HINT)
         expected = case.expected.to(device)
         vet_logits(out, expected, test, f"the output on {device}", shape_hints)
         if not same_logits(out, expected):

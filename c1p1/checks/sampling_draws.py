@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from c1p1.checks import core
-from c1p1.checks.sampling import CPU, counts, course_device, keep_top_k, keep_top_p, random_logits
+from c1p1.checks.sampling import CPU, DEVICE_TENSOR_HINT, counts, course_device, keep_top_k, keep_top_p, random_logits
 from c1p1.config import Config
 
 ALPHA = 1e-6  # level of each goodness-of-fit comparison
@@ -401,8 +401,10 @@ def run_generate(fn: Callable, model: TinyLM, prompt: Tensor, max_new: int, stop
         helper = unfinished_helper(exc, "generate") if isinstance(exc, NotImplementedError) else ""
         if helper:
             helper_not_done(test, "generate", helper)
-        core.learner_raised(test, f"generate on {label}", exc,
-                            "If the error is inside sample_next_token, make test_sample_next_token pass first.")
+        hint = "If the error is inside sample_next_token, make test_sample_next_token pass first."
+        if prompt.device != CPU:
+            hint = DEVICE_TENSOR_HINT.replace("logits", "input_ids") + "\n" + hint
+        core.learner_raised(test, f"generate on {label}", exc, hint)
     if not torch.equal(copy, prompt):
         core.fail(f"{test}: generate changed its input_ids in place. Build a new tensor with torch.cat instead.")
     if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != prompt.shape[0]:
