@@ -342,7 +342,7 @@ def shifted_ids(input_ids, logits, temperature=1.0, top_k=0, top_p=0.0, freq_pen
 
 @pytest.mark.parametrize(("fn", "keywords"), [
     (sampler(lambda probs, g: probs.argmax(-1)), ["argmax", "multinomial"]),
-    (sampler(multinomial, batch_dim=0), ["batch dimension"]),
+    (sampler(multinomial, batch_dim=0), ["batch dimension", "mixes the rows"]),
     (sampler(multinomial, temp_op="mul"), ["multiplied"]),
     (sampler(multinomial, order="tp"), ["before the frequency penalty"]),
     (sampler(multinomial, knobs="pk"), ["top-p is applied before top-k"]),
