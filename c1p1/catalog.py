@@ -80,6 +80,13 @@ _TABLE = (
     ("test_multihead_attention", "10_multihead_attention", "MultiHeadAttention", "MultiHeadAttention"),
     ("test_per_head_to_linear", "10_multihead_attention", "per_head_to_linear", "per_head_to_linear"),
     ("test_linear_to_per_head", "10_multihead_attention", "linear_to_per_head", "linear_to_per_head"),
+    ("test_apply_temperature", "12_sampling", "apply_temperature", "apply_temperature"),
+    ("test_apply_frequency_penalty", "12_sampling", "apply_frequency_penalty", "apply_frequency_penalty"),
+    ("test_top_k_logits", "12_sampling", "top_k_logits", "top_k_logits"),
+    ("test_top_p_logits", "12_sampling", "top_p_logits", "top_p_logits"),
+    ("test_sample_next_token", "12_sampling", "sample_next_token", "sample_next_token"),
+    ("test_generate", "12_sampling", "generate", "generate"),
+    ("test_beam_search", "12_sampling", "beam_search", "beam_search"),
 )
 
 CHECKS: dict[str, CheckInfo] = {
