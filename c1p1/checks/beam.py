@@ -96,7 +96,7 @@ def run(fn: Callable, model: TinyLM, case: BeamCase, test: str, where: str = "")
     if beams.device != prompt.device or scores.device != prompt.device:
         core.fail(f"{test}: beam_search returned tensors on {beams.device} and {scores.device}; the prompt is on "
                   f"{prompt.device}. Create new tensors with device=input_ids.device.")
-    return beams.cpu(), scores.cpu()
+    return beams.to(CPU), scores.to(CPU)
 
 
 def test_beam_search(beam_search) -> None:

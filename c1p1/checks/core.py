@@ -55,6 +55,8 @@ from c1p1.checks.learner import (
 )
 from c1p1.checks.verdict import (
     ATOL,
+    MISTAKE_ATOL,
+    MISTAKE_RTOL,
     RTOL,
     Case,
     Mismatch,
@@ -71,7 +73,7 @@ from c1p1.checks.verdict import (
 )
 
 __all__ = [
-    "ATOL", "IN_PLACE", "ONE_TENSOR", "PREFLIGHT", "REFERENCE_RUNS", "RTOL", "SMALL", "Advice", "Case", "CheckFailed", "Mismatch", "Mistake",
+    "ATOL", "MISTAKE_ATOL", "MISTAKE_RTOL", "IN_PLACE", "ONE_TENSOR", "PREFLIGHT", "REFERENCE_RUNS", "RTOL", "SMALL", "Advice", "Case", "CheckFailed", "Mismatch", "Mistake",
     "NotDoneYet", "ShapeHints", "build", "call", "compare", "describe", "expect_function", "expect_module_class",
     "explain", "fail", "judge", "learner_frame", "learner_raised", "load_strict", "matches", "move", "named_shape",
     "not_done", "passed", "random_input", "random_params", "random_tokens", "reference", "run_cases", "size_hint",

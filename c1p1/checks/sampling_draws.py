@@ -204,7 +204,7 @@ def judge(out: Tensor, case: DrawCase, test: str, where: str = "") -> None:
     """Compare the counts of each row type with the exact distribution; name a mistake when one fits better."""
     __tracebackhide__ = True
     d_vocab = case.logits.shape[-1]
-    rows = out.cpu().view(REPEATS, 2)  # (REPEATS, 2): column 0 is row type A, column 1 row type B
+    rows = out.to(CPU).view(REPEATS, 2)  # (REPEATS, 2): column 0 is row type A, column 1 row type B
     observed = torch.stack([torch.bincount(rows[:, r], minlength=d_vocab) for r in range(2)])  # (2, d_vocab)
     exact = case.probs()  # (2, d_vocab)
     p_values = [p_value(observed[r], exact[r]) for r in range(2)]
@@ -451,7 +451,7 @@ def test_generate(generate) -> None:
         on_device = model.to(device)
         out = run_generate(fn, on_device, case.prompt.to(device), case.max_new, case.stop, case.settings, test,
                            f"{case.label}, on {device}")
-        if not torch.equal(out.cpu(), expected_of(model.to(CPU), case)):
+        if not torch.equal(out.to(CPU), expected_of(model.to(CPU), case)):
             core.fail(f"{test} FAILED on {case.label} on {device}, although it passed on the CPU.")
     note = ("" if torch.equal(*sampled) else " Note: the same seeded generator gave different text: pass generator "
             "on to sample_next_token, so that samples can be reproduced.")

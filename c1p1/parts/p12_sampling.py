@@ -76,8 +76,8 @@ def sample_next_token(
     if 0 < top_p < 1:
         logits = top_p_logits(logits, top_p)  # (batch, d_vocab)
     probs = logits.softmax(dim=-1)  # (batch, d_vocab): each row sums to 1
-    # A generator lives on one device: draw where it lives (the CPU when there is none), then come back.
-    draw_device = generator.device if generator is not None else torch.device("cpu")
+    # A generator lives on one device: draw where it lives (where the logits are when there is none), then come back.
+    draw_device = generator.device if generator is not None else probs.device
     ids = torch.multinomial(probs.to(draw_device), num_samples=1, generator=generator)  # (batch, 1)
     return ids.squeeze(-1).to(logits.device)  # (batch,)
     ### END SOLUTION
