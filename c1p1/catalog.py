@@ -61,6 +61,7 @@ _TABLE = (
     ("test_causal_mask", "04_causal_mask", "Attention.apply_causal_mask", "MaskedAttention.apply_causal_mask"),
     ("test_attention", "05_attention", "Attention", "Attention"),
     ("test_mlp", "06_mlp", "MLP", "MLP"),
+    ("test_neuron_logit_effect", "06_mlp", "neuron_logit_effect", "neuron_logit_effect"),
     ("test_transformer_block", "07_transformer_block", "TransformerBlock", "TransformerBlock"),
     ("test_unembed", "08_unembed", "Unembed", "Unembed"),
     ("test_logit_lens", "08_unembed", "logit_lens", "logit_lens"),
