@@ -189,7 +189,7 @@ def legend(ax, x, y, kinds: Sequence[str], gap=0.35):
         box(ax, Box(x + 0.14, y, 0.28, 0.2), kind=kind, lw=1.4, radius=0.04)
         label = LEGEND_NAMES[kind]
         text(ax, x + 0.36, y, label, size=SMALL_TEXT, ha="left")
-        x += 0.36 + 0.075 * len(label) + gap
+        x += 0.36 + 0.08 * len(label) + gap
 
 
 def matrix(ax, x0, y_top, n, cell, fill: Callable[[int, int], tuple[str, str]], size=SMALL_TEXT):
@@ -238,15 +238,23 @@ def curve(ax, b: Box, f: Callable[[float], float], lo: float, hi: float, kind="m
             zorder=5)
 
 
-def block_pair(ax, c, y, read_x, add_x, stream_y, label):
-    """A transformer block drawn small: attn and MLP inside, reading from and adding to the stream."""
-    outer = box(ax, Box(c, y, 1.15, 0.95), kind="plain", lw=1.4)
-    text(ax, c, y + 0.25, label, size=SMALL_TEXT, weight="bold")
-    box(ax, Box(c - 0.27, y - 0.14, 0.48, 0.36), "attn", kind="attn", size=SMALL_TEXT, lw=1.2, z=4)
-    box(ax, Box(c + 0.27, y - 0.14, 0.48, 0.36), "MLP", kind="mlp", size=SMALL_TEXT, lw=1.2, z=4)
-    arrow(ax, (read_x, stream_y + 0.05), (read_x, outer.bottom[1]), kind="resid")
-    arrow(ax, (add_x, outer.bottom[1]), (add_x, stream_y + 0.15), kind="resid")
+def sub_layer(ax, read_x, add_x, stream_y, ln_label, body_label, kind):
+    """One pre-LN sub-layer drawn small: read the stream, LayerNorm, the sub-layer, add the result back."""
+    mid = (read_x + add_x) / 2
+    ln = box(ax, Box(mid, stream_y + 0.72, 0.5, 0.3), ln_label, kind="ln", size=SMALL_TEXT, lw=1.2, z=4)
+    body = box(ax, Box(mid, stream_y + 1.25, 0.55, 0.34), body_label, kind=kind, size=SMALL_TEXT, lw=1.2, z=4)
+    arrow(ax, (read_x, stream_y + 0.05), (read_x, ln.y), ln.left, kind="resid", lw=1.3)
+    arrow(ax, ln.top, body.bottom, kind="ln", lw=1.3)
+    arrow(ax, body.right, (add_x, body.y), (add_x, stream_y + 0.15), kind=kind, lw=1.3)
     node(ax, add_x, stream_y)
+
+
+def sequential_block(ax, left, stream_y, label):
+    """GPT-2's pre-LN block: ln1, attention, add; then ln2, MLP, add. Two reads and two adds, one after the other."""
+    box(ax, Box(left + 0.9, stream_y + 1.02, 1.8, 1.35), kind="plain", lw=1.2, fill="#ffffff", z=1)
+    text(ax, left + 0.9, stream_y + 1.92, label, size=SMALL_TEXT, weight="bold")
+    sub_layer(ax, left + 0.1, left + 0.82, stream_y, "ln1", "attn", "attn")
+    sub_layer(ax, left + 0.98, left + 1.7, stream_y, "ln2", "MLP", "mlp")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -254,11 +262,11 @@ def block_pair(ax, c, y, read_x, add_x, stream_y, label):
 
 
 def architecture() -> Figure:
-    fig, ax = canvas(12, 4.3, "GPT-2 small: tokens to logits")
-    sy = 1.9
+    fig, ax = canvas(12, 4.7, "GPT-2 small: tokens to logits")
+    sy = 1.75
     tokens = box(ax, Box(0.75, sy, 1.15, 0.75), ["tokens", "(batch, pos)"], bold_first=True)
-    embed = box(ax, Box(2.45, 2.8, 1.65, 0.72), ["embed", "W_E  (50257, 768)"], kind="embed", bold_first=True)
-    pos = box(ax, Box(2.45, 1.0, 1.65, 0.72), ["pos_embed", "W_pos  (1024, 768)"], kind="embed", bold_first=True)
+    embed = box(ax, Box(2.45, 2.65, 1.65, 0.72), ["embed", "W_E  (50257, 768)"], kind="embed", bold_first=True)
+    pos = box(ax, Box(2.45, 0.85, 1.65, 0.72), ["pos_embed", "W_pos  (1024, 768)"], kind="embed", bold_first=True)
     arrow(ax, tokens.right, (1.48, sy), (1.48, embed.y), embed.left)
     arrow(ax, (1.48, sy), (1.48, pos.y), pos.left)
     text(ax, 1.55, sy + 0.45, "ids", size=SMALL_TEXT, ha="left", color=MUTED)
@@ -268,14 +276,12 @@ def architecture() -> Figure:
     arrow(ax, pos.right, (3.55, pos.y), (3.55, sy - 0.14), kind="embed")
     lnf = box(ax, Box(9.35, sy, 0.95, 0.62), "ln_final", kind="ln")
     stream(ax, 3.69, lnf.left[0], sy)
-    for c, label in ((4.6, "block 0"), (6.0, "block 1"), (8.1, "block 11")):
-        block_pair(ax, c, 3.05, c - 0.38, c + 0.38, sy, label)
-    text(ax, 7.05, 3.05, "· · ·", size=TITLE, weight="bold")
-    text(ax, 4.16, 2.25, "read", size=SMALL_TEXT, ha="right", color=PALETTE["resid"])
-    text(ax, 5.04, 2.25, "add", size=SMALL_TEXT, ha="left", color=PALETTE["resid"])
-    ax.plot([4.0, 4.0, 8.7, 8.7], [3.62, 3.7, 3.7, 3.62], color=INK, lw=1.2)
-    text(ax, 6.35, 3.87, "n_layers = 12 blocks, one after another", size=SMALL_TEXT)
-    text(ax, 6.35, sy - 0.35, "residual stream  (batch, pos, d_model = 768)", color=PALETTE["resid"], weight="bold")
+    sequential_block(ax, 3.85, sy, "block 0")
+    text(ax, 6.15, sy + 1.0, "· · ·", size=TITLE, weight="bold")
+    sequential_block(ax, 6.6, sy, "block 11")
+    ax.plot([3.85, 3.85, 8.4, 8.4], [sy + 2.12, sy + 2.2, sy + 2.2, sy + 2.12], color=INK, lw=1.2)
+    text(ax, 6.125, sy + 2.38, "n_layers = 12 blocks, one after another; each reads and adds twice", size=SMALL_TEXT)
+    text(ax, 6.15, sy - 0.35, "residual stream  (batch, pos, d_model = 768)", color=PALETTE["resid"], weight="bold")
     unembed = box(ax, Box(10.95, sy, 1.65, 0.72), ["unembed", "W_U  (768, 50257)"], kind="embed", bold_first=True)
     arrow(ax, lnf.right, unembed.left, kind="ln")
     arrow(ax, unembed.bottom, (unembed.x, 0.95))
@@ -363,7 +369,7 @@ def qk_ov_circuits() -> Figure:
          "out_i = Σ_j A(i, j) · x_j (W_V W_O)      (biases left out)"),
     ):
         text(ax, 2.3, y, name, ha="left", weight="bold")
-        text(ax, 5.6, y, note, size=SMALL_TEXT, ha="left", color=MUTED)
+        text(ax, 11.7, y, note, size=SMALL_TEXT, ha="right", color=MUTED)
         text(ax, 2.3, y - 0.33, formula, size=SMALL_TEXT, ha="left")
     x_i = box(ax, Box(0.85, 3.9, 1.4, 0.8), ["x_i  (768)", "query position i", "(destination)"], kind="resid",
               size=SMALL_TEXT, bold_first=True)
@@ -430,7 +436,7 @@ def mlp() -> Figure:
                bold_first=True)
     gelu = box(ax, Box(5.85, y, 2.1, 1.5), [], kind="mlp")
     curve(ax, Box(5.85, y - 0.12, 1.5, 0.9), gelu_new, -3.0, 3.0)
-    text(ax, 5.85, y + 0.55, "GELU (tanh form)", size=SMALL_TEXT, weight="bold")
+    text(ax, 5.85, y + 0.55, "gelu_new (tanh GELU)", size=SMALL_TEXT, weight="bold")
     w_out = box(ax, Box(9.4, y, 1.75, 0.95), ["W_out  (3072, 768)", "+ b_out  (768)"], kind="mlp", size=SMALL_TEXT,
                 bold_first=True)
     for a, b in ((0.96, w_in.left[0]), (w_in.right[0], 3.89), (4.21, gelu.left[0]), (gelu.right[0], 7.49),
@@ -460,8 +466,8 @@ def mlp_neurons() -> Figure:
                         zorder=5))
     text(ax, *neuron, "n", size=FONT, weight="bold")
     arrow(ax, (col + 0.16, y), (neuron[0] - 0.36, y), kind="mlp")
-    lines(ax, neuron[0], 3.3, ["pre_n = x · W_in[:, n] + b_in[n]", "a_n = GELU(pre_n)   (one number)"], size=SMALL_TEXT,
-          mono=(0, 1))
+    lines(ax, neuron[0], 3.3, ["pre_n = x · W_in[:, n] + b_in[n]", "a_n = gelu_new(pre_n)", "(one number)"],
+          size=SMALL_TEXT, mono=(0, 1))
     w0, w1, row = 7.5, 8.5, y - 0.08
     weight_matrix(ax, w0, y - 1.5, w1 - w0, 3.0, row, vertical=False)
     text(ax, (w0 + w1) / 2, 3.85, "W_out  (3072, 768)", size=SMALL_TEXT, weight="bold")
@@ -528,11 +534,11 @@ def fused_mha() -> Figure:
               bold_first=True)
     steps = [
         (xs[0], top, ["1  project", "three Linear(768, 768)", "q, k, v: (4, 100, 768)"]),
-        (xs[1], top, ["2  view", ".view(4, 100, 12, 64)", "→ (4, 100, 12, 64)"]),
-        (xs[2], top, ["3  transpose", ".transpose(1, 2)", "→ (4, 12, 100, 64)"]),
-        (xs[2], low, ["4  attend", "scores (4, 12, 100, 100), mask,", "softmax, @ v → (4, 12, 100, 64)"]),
-        (xs[1], low, ["5  back to one vector", ".transpose(1, 2).contiguous()", ".view(4, 100, 768)"]),
-        (xs[0], low, ["6  out_proj", "Linear(768, 768)", "→ (4, 100, 768)"]),
+        (xs[1], top, ["2  split", ".view(4, 100, 12, 64)", "→ (4, 100, 12, 64)"]),
+        (xs[2], top, ["3  heads first", ".transpose(1, 2)", "→ (4, 12, 100, 64)"]),
+        (xs[2], low, ["4  attend", "q @ kᵀ / √64, mask, softmax", "@ v → (4, 12, 100, 64)"]),
+        (xs[1], low, ["5  merge", ".transpose(1, 2).contiguous()", ".view(4, 100, 768)"]),
+        (xs[0], low, ["6  project out", "out_proj = Linear(768, 768)", "→ (4, 100, 768)"]),
     ]
     boxes = [box(ax, Box(x, y, w, h), rows, kind="attn", size=SMALL_TEXT, bold_first=True) for x, y, rows in steps]
     arrow(ax, x_in.right, boxes[0].left, kind="resid")
@@ -552,7 +558,7 @@ def hook(ax, x, y, name, side="right", shape=None):
     """A hook: a black dot on the line it watches, its cache key beside it (and its shape under the key)."""
     dot(ax, x, y, r=0.065)
     dx, dy, ha = {"right": (0.12, 0, "left"), "left": (-0.12, 0, "right"), "above": (-0.08, 0.2, "left"),
-                  "below": (0, -0.3, "center")}[side]
+                  "below": (0, -0.3, "center"), "below left": (0.05, -0.3, "right")}[side]
     text(ax, x + dx, y + dy, name, size=SMALL_TEXT, ha=ha, mono=True)
     if shape:
         text(ax, x + dx, y + dy - 0.24, shape, size=SMALL_TEXT, ha=ha, color=MUTED)
@@ -607,7 +613,7 @@ def hook_map() -> Figure:
         node(ax, out_x, sy)
         hook(ax, out_x, 2.2 if sub is attn else 2.25, name, side="left")
     hook(ax, 7.3, sy, "hook_resid_mid", side="below")
-    hook(ax, 9.8, sy, "hook_resid_post", side="below")
+    hook(ax, 9.8, sy, "hook_resid_post", side="below left")
     # Final LayerNorm and unembedding
     lnf = box(ax, Box(10.35, ln_y, 0.8, 0.42), "ln_final", kind="ln", size=SMALL_TEXT)
     arrow(ax, (10.35, sy - 0.05), lnf.bottom, kind="resid", lw=2.5)

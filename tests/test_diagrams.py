@@ -109,3 +109,92 @@ def test_every_diagram_is_shown_somewhere():
 def test_image_parser():
     markdown = '![a cat](../diagrams/x.svg) and ![](y.png "t") <img alt="dog" src=\'z.svg\' width=400> <img src="w.svg">'
     assert images_in(markdown) == [("a cat", "../diagrams/x.svg"), ("", "y.png"), ("dog", "z.svg"), ("", "w.svg")]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Layout: matplotlib reports where every text landed after a draw, so overlaps are tested, not eyeballed.
+
+PIXELS_OF_SLACK = 1.0  # a text's extent includes a little padding; shrink it so that touching is not overlapping
+
+
+def drawn_layout(name: str):
+    """(labels, strokes) of one diagram after a draw, in display pixels.
+
+    labels: (text, Bbox, cover) for every visible non-empty text, where cover is the drawing order (zorder, then
+    position among the axes' children) of the last opaque patch that contains the whole label (a node's circle
+    hides the stream under its "+"), or None; strokes: (description, Path, order) for every line and every patch
+    edge that is actually drawn (a patch with no edge colour or zero width draws no line).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    with diagrams.matplotlib.rc_context(diagrams.RC):
+        fig = diagrams.DIAGRAMS[name]()
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        labels, strokes = [], []
+        for ax in fig.axes:
+            children = ax.get_children()
+
+            def order(artist, children=children):
+                return (artist.get_zorder(), children.index(artist))
+
+            opaque = [(p.get_transform().transform_path(p.get_path()), order(p)) for p in ax.patches
+                      if p.get_fill() and p.get_facecolor()[3] == 1]
+            for t in ax.texts:
+                if t.get_visible() and t.get_text().strip():
+                    bbox = t.get_window_extent(renderer).padded(-PIXELS_OF_SLACK)
+                    cover = max((z for path, z in opaque if path.contains_points(bbox.corners()).all()), default=None)
+                    labels.append((t.get_text(), bbox, cover))
+            for line in ax.lines:
+                xy = line.get_transform().transform(line.get_xydata())
+                strokes.append((f"a line from {tuple(xy[0].round())} to {tuple(xy[-1].round())}", diagrams.MplPath(xy),
+                                order(line)))
+            for patch in ax.patches:
+                if patch.get_linewidth() == 0 or patch.get_edgecolor()[3] == 0:
+                    continue
+                path = patch.get_transform().transform_path(patch.get_path())
+                for polygon in path.to_polygons(closed_only=False):
+                    where = tuple(int(v) for v in polygon.mean(0).round())
+                    strokes.append((f"the edge of a {type(patch).__name__} around pixel {where}",
+                                    diagrams.MplPath(polygon), order(patch)))
+    return labels, strokes
+
+
+def test_layout_helper_sees_crossings():
+    """The helper itself: a line through a label is found, a box around it is not, and two stacked labels overlap."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 2))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, 4)
+    ax.set_ylim(0, 2)
+    ax.text(2, 1, "label", ha="center", va="center")
+    ax.text(2, 1.05, "other", ha="center", va="center")
+    ax.plot([0.5, 3.5], [1, 1])
+    ax.add_patch(diagrams.Rectangle((1, 0.5), 2, 1, fill=False))
+    diagrams.DIAGRAMS["_probe"] = lambda: fig
+    try:
+        labels, strokes = drawn_layout("_probe")
+    finally:
+        del diagrams.DIAGRAMS["_probe"]
+    assert labels[0][1].overlaps(labels[1][1])
+    crossing = [what for what, path, _ in strokes if path.intersects_bbox(labels[0][1], filled=False)]
+    assert len(crossing) == 1 and crossing[0].startswith("a line")
+
+
+@pytest.mark.parametrize("name", sorted(diagrams.DIAGRAMS))
+def test_no_label_overlaps_another_or_is_crossed_by_a_line(name):
+    labels, strokes = drawn_layout(name)
+    problems = []
+    for i, (a, box_a, _) in enumerate(labels):
+        for b, box_b, _ in labels[i + 1:]:
+            if box_a.overlaps(box_b):
+                problems.append(f"labels {a!r} and {b!r} overlap")
+    for label, bbox, cover in labels:
+        for what, path, z in strokes:
+            if cover is not None and z < cover:
+                continue  # hidden under an opaque patch that holds the whole label
+            if path.intersects_bbox(bbox, filled=False):
+                problems.append(f"{what} crosses the label {label!r}")
+    assert not problems, f"{name}:\n  " + "\n  ".join(problems)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from jaxtyping import Float
+from jaxtyping import Int
 from torch import Tensor
 from torch import nn
 import torch
 from c1p1.config import Config
 
-__all__ = ['gelu_new', 'MLP']
+__all__ = ['gelu_new', 'MLP', 'neuron_logit_effect']
 
 def gelu_new(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
     """GPT-2's GELU: the tanh approximation, applied element-wise."""
@@ -36,3 +37,13 @@ class MLP(nn.Module):
         post = gelu_new(pre)  # (batch, posn, d_mlp)
         return post @ self.W_out + self.b_out  # (batch, posn, d_model)
         ### END SOLUTION
+
+
+def neuron_logit_effect(
+    W_out: Float[Tensor, "d_mlp d_model"], W_U: Float[Tensor, "d_model d_vocab"], neurons: Int[Tensor, "n"]
+) -> Float[Tensor, "n d_vocab"]:
+    """W_out[neurons] @ W_U with each row's mean over the vocabulary subtracted."""
+    ### BEGIN SOLUTION
+    raw = W_out[neurons] @ W_U  # (n, d_vocab): each neuron's value, read by every token's unembedding
+    return raw - raw.mean(dim=-1, keepdim=True)  # (n, d_vocab): only differences between logits matter
+    ### END SOLUTION

@@ -8,7 +8,7 @@ from torch import nn
 import torch
 from c1p1.config import Config
 
-__all__ = ['Unembed']
+__all__ = ['Unembed', 'logit_lens']
 
 class Unembed(nn.Module):
     """Turn each position's residual vector into one logit per vocabulary token."""
@@ -17,7 +17,7 @@ class Unembed(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.W_U = nn.Parameter(torch.empty((cfg.d_model, cfg.d_vocab)))  # (d_model, d_vocab)
-        self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab, requires_grad=False))  # (d_vocab,)
+        self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab))  # (d_vocab,): TransformerLens's name; GPT-2's is all zeros
         nn.init.normal_(self.W_U, std=cfg.init_range)
 
     def forward(self, normalized_resid_final: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_vocab"]:
@@ -27,3 +27,20 @@ class Unembed(nn.Module):
         logits += self.b_U  # in place is safe on a tensor we just made, and spares a second 50257-wide copy
         return logits  # (batch, posn, d_vocab)
         ### END SOLUTION
+
+
+def logit_lens(
+    cache: dict[str, Tensor],
+    ln_final: nn.Module,
+    W_U: Float[Tensor, "d_model d_vocab"],
+    b_U: Float[Tensor, "d_vocab"],
+    n_layers: int,
+    position: int = -1,
+) -> Float[Tensor, "layer batch d_vocab"]:
+    """The logits read at `position` from the stream before block 0 and after each block: n_layers + 1 rows."""
+    ### BEGIN SOLUTION
+    streams = [cache["blocks.0.hook_resid_pre"]]  # before any block: the embeddings
+    streams += [cache[f"blocks.{layer}.hook_resid_post"] for layer in range(n_layers)]  # after each block
+    resid = torch.stack(streams)[:, :, position]  # (n_layers + 1, batch, d_model)
+    return ln_final(resid) @ W_U + b_U  # (n_layers + 1, batch, d_vocab): each row normalised with its own scale
+    ### END SOLUTION
