@@ -68,6 +68,12 @@ _TABLE = (
     ("test_multihead_attention", "10_multihead_attention", "MultiHeadAttention", "MultiHeadAttention"),
     ("test_per_head_to_linear", "10_multihead_attention", "per_head_to_linear", "per_head_to_linear"),
     ("test_linear_to_per_head", "10_multihead_attention", "linear_to_per_head", "linear_to_per_head"),
+    ("test_get_batch", "11_training", "get_batch", "get_batch"),
+    ("test_init_weights", "11_training", "init_weights", "init_weights"),
+    ("test_configure_optimizer", "11_training", "configure_optimizer", "configure_optimizer"),
+    ("test_lr_at", "11_training", "lr_at", "lr_at"),
+    ("test_train_step", "11_training", "train_step", "train_step"),
+    ("test_estimate_loss", "11_training", "estimate_loss", "estimate_loss"),
 )
 
 CHECKS: dict[str, CheckInfo] = {

@@ -10,5 +10,6 @@ from c1p1.parts.p07_transformer_block import TransformerBlock
 from c1p1.parts.p08_unembed import Unembed
 from c1p1.parts.p09_full_model import DemoTransformer, get_log_probs
 from c1p1.parts.p10_multihead_attention import MultiHeadAttention, linear_to_per_head, per_head_to_linear
+from c1p1.parts.p11_training import configure_optimizer, estimate_loss, get_batch, init_weights, lr_at, train_step
 
-__all__ = ['Attention', 'DemoTransformer', 'Embed', 'LayerNorm', 'MLP', 'MaskedAttention', 'MultiHeadAttention', 'PosEmbed', 'TransformerBlock', 'Unembed', 'gelu_new', 'get_log_probs', 'linear_to_per_head', 'per_head_to_linear']
+__all__ = ['Attention', 'DemoTransformer', 'Embed', 'LayerNorm', 'MLP', 'MaskedAttention', 'MultiHeadAttention', 'PosEmbed', 'TransformerBlock', 'Unembed', 'configure_optimizer', 'estimate_loss', 'gelu_new', 'get_batch', 'get_log_probs', 'init_weights', 'linear_to_per_head', 'lr_at', 'per_head_to_linear', 'train_step']

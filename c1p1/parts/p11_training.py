@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
-import torch
 from jaxtyping import Int
 from torch import Tensor
 from torch import nn
+import math
+import torch
 
-__all__ = ['get_batch', 'configure_optimizer', 'lr_at', 'train_step', 'estimate_loss', 'init_weights']
+__all__ = ['get_batch', 'init_weights', 'configure_optimizer', 'lr_at', 'train_step', 'estimate_loss']
 
 def get_batch(
     data: Int[Tensor, "n_tokens"], batch_size: int, block_size: int, generator: torch.Generator
@@ -20,6 +20,26 @@ def get_batch(
     offsets = torch.arange(block_size, device=data.device)  # (block,)
     index = starts.to(data.device)[:, None] + offsets  # (batch, block)
     return data[index], data[index + 1]  # (batch, block), (batch, block)
+    ### END SOLUTION
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module) -> None:
+    """GPT-2's initialisation, in place: weights N(0, init_range), the residual writers (W_O, W_out) scaled by
+    1 / sqrt(2 * n_layers); biases 0; LayerNorm scales 1."""
+    ### BEGIN SOLUTION
+    std = model.cfg.init_range
+    residual_std = std / math.sqrt(2 * model.cfg.n_layers)
+    for name, param in model.named_parameters():
+        short = name.split(".")[-1]
+        if short in ("W_O", "W_out"):
+            param.normal_(0.0, residual_std)  # these add to the residual stream, once per layer each
+        elif short.startswith("W_"):
+            param.normal_(0.0, std)
+        elif short == "w":
+            param.fill_(1.0)  # LayerNorm scale
+        else:
+            param.zero_()  # every bias, and LayerNorm's shift
     ### END SOLUTION
 
 
@@ -84,24 +104,4 @@ def estimate_loss(
         total += -log_probs.gather(dim=-1, index=y.unsqueeze(-1)).mean().item()
     model.train(was_training)
     return total / n_batches
-    ### END SOLUTION
-
-
-@torch.no_grad()
-def init_weights(model: nn.Module) -> None:
-    """GPT-2's initialisation, in place: weights N(0, init_range), the residual writers (W_O, W_out) scaled by
-    1 / sqrt(2 * n_layers); biases 0; LayerNorm scales 1."""
-    ### BEGIN SOLUTION
-    std = model.cfg.init_range
-    residual_std = std / math.sqrt(2 * model.cfg.n_layers)
-    for name, param in model.named_parameters():
-        short = name.split(".")[-1]
-        if short in ("W_O", "W_out"):
-            param.normal_(0.0, residual_std)  # these add to the residual stream, once per layer each
-        elif short.startswith("W_"):
-            param.normal_(0.0, std)
-        elif short == "w":
-            param.fill_(1.0)  # LayerNorm scale
-        else:
-            param.zero_()  # every bias, and LayerNorm's shift
     ### END SOLUTION
