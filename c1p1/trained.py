@@ -78,7 +78,7 @@ COURSE_RECIPE = Recipe(name="course", n_layers=4, n_heads=4, d_model=128, block_
                        max_steps=1200, warmup_steps=60, max_lr=3e-3, min_lr=3e-4, eval_every=200)
 # The short form that `make test` runs (C1P1_QUICK=1): about half a minute, and still far below ln(vocab).
 QUICK_RECIPE = Recipe(name="quick", n_layers=2, n_heads=4, d_model=64, block_size=64, batch_size=32,
-                      max_steps=300, warmup_steps=20, max_lr=4e-3, min_lr=4e-4, eval_every=100, eval_batches=10)
+                      max_steps=150, warmup_steps=10, max_lr=4e-3, min_lr=4e-4, eval_every=50, eval_batches=10)
 
 
 def is_quick() -> bool:
