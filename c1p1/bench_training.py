@@ -42,7 +42,8 @@ def interleave(recipes, train_data, val_data, d_vocab, device) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", default="nanogpt,course", help="comma-separated: nanogpt, course, quick")
+    parser.add_argument("--recipes", default="nanogpt,big-batch",
+                        help="comma-separated: nanogpt, course (today nanoGPT's own), big-batch, quick")
     parser.add_argument("--quick", action="store_true", help="only the short recipe that make test trains")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from c1p1 import course_device
     from c1p1.data import CharTokenizer, CorpusMissing, load_text, split
-    from c1p1.trained import COURSE_RECIPE, NANOGPT_RECIPE, QUICK_RECIPE
+    from c1p1.trained import BIG_BATCH_RECIPE, COURSE_RECIPE, NANOGPT_RECIPE, QUICK_RECIPE
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     train_text, val_text = split(text)
     train_data, val_data = tokenizer.encode(train_text), tokenizer.encode(val_text)
     device = course_device()
-    table = {"nanogpt": NANOGPT_RECIPE, "course": COURSE_RECIPE, "quick": QUICK_RECIPE}
+    table = {"nanogpt": NANOGPT_RECIPE, "course": COURSE_RECIPE, "big-batch": BIG_BATCH_RECIPE, "quick": QUICK_RECIPE}
     names = ["quick"] if args.quick else [n.strip() for n in args.recipes.split(",") if n.strip()]
     print(f"Training side by side on {device} with {torch.get_num_threads()} torch thread(s), torch "
           f"{torch.__version__}: {len(text):,} characters, vocabulary {tokenizer.d_vocab}, "

@@ -74,10 +74,12 @@ class Recipe:
 NANOGPT_RECIPE = Recipe(name="nanoGPT CPU", n_layers=4, n_heads=4, d_model=128, block_size=64, batch_size=12,
                         max_steps=2000, warmup_steps=100, max_lr=1e-3, min_lr=1e-4)
 # The course's default: see notebook 11 for why each choice.
-# The same model and about the same number of tokens (so the same time on a CPU): 2.7x the tokens per step,
-# twice the context, a 3x higher learning rate, and 750 steps instead of 2,000.
-COURSE_RECIPE = Recipe(name="course", n_layers=4, n_heads=4, d_model=128, block_size=128, batch_size=16,
-                       max_steps=750, warmup_steps=50, max_lr=3e-3, min_lr=3e-4)
+# The course's default is nanoGPT's recipe: the one candidate measured against it side by side on this corpus
+# (BIG_BATCH_RECIPE) ended worse. A recipe that beats the anchor is still to be found (see MERGE_NOTES.md).
+COURSE_RECIPE = dataclasses.replace(NANOGPT_RECIPE, name="course")
+# Measured against the anchor on the same tokens (interleaved, one thread): 1.960 vs 1.888 nats/char, no faster.
+BIG_BATCH_RECIPE = Recipe(name="big batch", n_layers=4, n_heads=4, d_model=128, block_size=128, batch_size=16,
+                          max_steps=750, warmup_steps=50, max_lr=3e-3, min_lr=3e-4)
 # The short form that `make test` runs (C1P1_QUICK=1): about half a minute, and still far below ln(vocab).
 QUICK_RECIPE = Recipe(name="quick", n_layers=2, n_heads=4, d_model=64, block_size=64, batch_size=32,
                       max_steps=150, warmup_steps=10, max_lr=4e-3, min_lr=4e-4, eval_every=50, eval_batches=10)
