@@ -42,8 +42,7 @@ def interleave(recipes, train_data, val_data, d_vocab, device) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", default="nanogpt,big-batch",
-                        help="comma-separated: nanogpt, course (today nanoGPT's own), big-batch, quick")
+    parser.add_argument("--recipes", default="nanogpt,course", help="comma-separated: nanogpt, course, big-batch, quick")
     parser.add_argument("--quick", action="store_true", help="only the short recipe that make test trains")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
