@@ -17,34 +17,41 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 
-def run(recipe, train_data, val_data, d_vocab, device, progress: bool) -> dict:
-    from c1p1.trained import full_val_loss, train
+def interleave(recipes, train_data, val_data, d_vocab, device) -> list[dict]:
+    """Train every recipe at once, always stepping the one with the least training time so far.
 
-    start = time.perf_counter()
-    model, history = train(recipe, train_data, val_data, d_vocab, device, progress=progress)
-    trained_s = time.perf_counter() - start
-    val = full_val_loss(model, val_data, recipe.block_size)
-    tokens = recipe.tokens_per_step * recipe.max_steps
-    return {"recipe": recipe, "val": val, "seconds": trained_s, "tokens_per_s": tokens / history.seconds,
-            "params": sum(p.numel() for p in model.parameters()), "curve": history.val}
+    On a shared machine the load moves; interleaving gives each recipe the same conditions, so their
+    times compare. Each recipe's time is the sum of its own steps (validation estimates included).
+    """
+    from c1p1.trained import TrainingRun, full_val_loss
+
+    runs = [TrainingRun(recipe, train_data, val_data, d_vocab, device) for recipe in recipes]
+    while not all(run.done for run in runs):
+        min((run for run in runs if not run.done), key=lambda run: run.history.seconds).step()
+    results = []
+    for run in runs:
+        recipe = run.recipe
+        results.append({"recipe": recipe, "val": full_val_loss(run.model, run.val_data, recipe.block_size),
+                        "seconds": run.history.seconds,
+                        "tokens_per_s": recipe.tokens_per_step * recipe.max_steps / run.history.seconds,
+                        "params": sum(p.numel() for p in run.model.parameters()), "curve": run.history.val})
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", default="nanogpt,course", help="comma-separated: nanogpt, course, quick")
+    parser.add_argument("--recipes", default="nanogpt,course", help="comma-separated: nanogpt, course, big-batch, quick")
     parser.add_argument("--quick", action="store_true", help="only the short recipe that make test trains")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar")
     args = parser.parse_args(argv)
 
     import torch
 
     from c1p1 import course_device
     from c1p1.data import CharTokenizer, CorpusMissing, load_text, split
-    from c1p1.trained import COURSE_RECIPE, NANOGPT_RECIPE, QUICK_RECIPE
+    from c1p1.trained import BIG_BATCH_RECIPE, COURSE_RECIPE, NANOGPT_RECIPE, QUICK_RECIPE
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -57,16 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     train_text, val_text = split(text)
     train_data, val_data = tokenizer.encode(train_text), tokenizer.encode(val_text)
     device = course_device()
-    table = {"nanogpt": NANOGPT_RECIPE, "course": COURSE_RECIPE, "quick": QUICK_RECIPE}
+    table = {"nanogpt": NANOGPT_RECIPE, "course": COURSE_RECIPE, "big-batch": BIG_BATCH_RECIPE, "quick": QUICK_RECIPE}
     names = ["quick"] if args.quick else [n.strip() for n in args.recipes.split(",") if n.strip()]
     print(f"Training side by side on {device} with {torch.get_num_threads()} torch thread(s), torch "
           f"{torch.__version__}: {len(text):,} characters, vocabulary {tokenizer.d_vocab}, "
           f"{len(val_data):,} validation characters")
     load_before = os.getloadavg()
-    results = []
-    for name in names:
-        result = run(table[name], train_data, val_data, tokenizer.d_vocab, device, args.progress)
-        results.append(result)
+    results = interleave([table[name] for name in names], train_data, val_data, tokenizer.d_vocab, device)
+    for result in results:
         r = result["recipe"]
         curve = ", ".join(f"{step}: {loss:.2f}" for step, loss in result["curve"])
         print(f"  {r.name:<12} {r.n_layers} layers x {r.d_model} wide ({result['params'] / 1e6:.2f} M parameters), "

@@ -8,8 +8,8 @@ Later notebooks never depend on the learner having finished notebook 11.
 ``FastTransformer`` is a twin of the course's readable ``DemoTransformer``: the same parameters (names and
 shapes, so a state dict moves between them strictly) and the same function, computed with fused kernels
 (``F.layer_norm``, ``F.gelu(approximate="tanh")``, one matrix for Q, K and V and
-``F.scaled_dot_product_attention``). It trains about 1.3x faster on a CPU; ``tests/test_training.py``
-checks that both give the same logits and the same loss on the same weights.
+``F.scaled_dot_product_attention``). A training step at nanoGPT's sizes takes 1.2-1.4x less time on a
+CPU; ``tests/test_training.py`` checks that both give the same logits, loss and gradients on the same weights.
 
 The recipe's starting point is nanoGPT's CPU recipe for character-level Shakespeare (Karpathy,
 https://github.com/karpathy/nanoGPT); see ``NANOGPT_RECIPE`` and ``python -m c1p1.bench_training``.
@@ -24,9 +24,9 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -73,12 +73,15 @@ class Recipe:
 # nanoGPT's CPU recipe for character-level Shakespeare (its README), the anchor the course's recipe must beat.
 NANOGPT_RECIPE = Recipe(name="nanoGPT CPU", n_layers=4, n_heads=4, d_model=128, block_size=64, batch_size=12,
                         max_steps=2000, warmup_steps=100, max_lr=1e-3, min_lr=1e-4)
-# The course's default: see notebook 11 for why each choice.
-COURSE_RECIPE = Recipe(name="course", n_layers=4, n_heads=4, d_model=128, block_size=128, batch_size=32,
-                       max_steps=1200, warmup_steps=60, max_lr=3e-3, min_lr=3e-4, eval_every=200)
+# The course's default (notebook 11 explains each choice): nanoGPT's recipe at twice its learning rate. The same
+# batches and steps, so the same work and time; measured on this corpus, validation 1.817 nats/char against 1.888.
+COURSE_RECIPE = dataclasses.replace(NANOGPT_RECIPE, name="course", max_lr=2e-3, min_lr=2e-4)
+# Measured against the anchor on the same tokens (interleaved, one thread): 1.960 vs 1.888 nats/char, no faster.
+BIG_BATCH_RECIPE = Recipe(name="big batch", n_layers=4, n_heads=4, d_model=128, block_size=128, batch_size=16,
+                          max_steps=750, warmup_steps=50, max_lr=3e-3, min_lr=3e-4)
 # The short form that `make test` runs (C1P1_QUICK=1): about half a minute, and still far below ln(vocab).
 QUICK_RECIPE = Recipe(name="quick", n_layers=2, n_heads=4, d_model=64, block_size=64, batch_size=32,
-                      max_steps=300, warmup_steps=20, max_lr=4e-3, min_lr=4e-4, eval_every=100, eval_batches=10)
+                      max_steps=150, warmup_steps=10, max_lr=4e-3, min_lr=4e-4, eval_every=50, eval_batches=10)
 
 
 def is_quick() -> bool:
@@ -138,6 +141,51 @@ def _parts():
     return p11_training
 
 
+PART_NAMES = ("get_batch", "init_weights", "configure_optimizer", "lr_at", "train_step", "estimate_loss")
+
+
+def pick_parts(namespace: dict, verbose: bool = True) -> SimpleNamespace:
+    """The learner's training functions from `namespace` (a notebook's globals), each tried once on a tiny
+    model; where one is missing or still raises NotImplementedError, the course's own takes its place."""
+    course = _parts()
+    tiny = Config(d_model=8, d_vocab=5, n_ctx=4, d_head=4, d_mlp=16, n_heads=2, n_layers=1, debug=False)
+    data = torch.arange(12) % tiny.d_vocab  # (12,)
+
+    def probe(name: str, fn) -> None:
+        model = FastTransformer(tiny)
+        if name == "get_batch":
+            fn(data, 2, 3, torch.Generator().manual_seed(0))
+        elif name == "init_weights":
+            fn(model)
+        elif name == "configure_optimizer":
+            fn(model, 1e-3, 0.1)
+        elif name == "lr_at":
+            fn(0, 2, 10, 1e-3, 1e-4)
+        elif name == "train_step":
+            fn(model, torch.optim.SGD(model.parameters(), lr=0.0), data[:3][None], data[1:4][None], 1.0)
+        elif name == "estimate_loss":
+            fn(model, data, 2, 3, 1, torch.Generator().manual_seed(0))
+
+    chosen, replaced = {}, []
+    for name in PART_NAMES:
+        fn = namespace.get(name)
+        try:
+            if fn is None:
+                raise NotImplementedError
+            probe(name, fn)
+        except NotImplementedError:
+            fn = getattr(course, name)
+            replaced.append(name)
+        chosen[name] = fn
+    if verbose:
+        if replaced:
+            print(f"Not written yet, so the course's own is used: {', '.join(replaced)}. "
+                  f"Your own: {', '.join(n for n in PART_NAMES if n not in replaced) or 'none yet'}.")
+        else:
+            print("Training with your own " + ", ".join(PART_NAMES) + ".")
+    return SimpleNamespace(**chosen)
+
+
 @dataclass
 class History:
     """What a training run measured: (step, loss) pairs and the samples it printed."""
@@ -148,47 +196,66 @@ class History:
     seconds: float = 0.0
 
 
-def train(recipe: Recipe, train_data: Tensor, val_data: Tensor, d_vocab: int, device: torch.device | str,
-          progress: bool = True, parts=None, model: nn.Module | None = None,
-          on_eval: Callable[[int, float, float], None] | None = None) -> tuple[nn.Module, History]:
-    """Train a FastTransformer with `recipe` on token tensors; returns the model (train mode) and its history.
+class TrainingRun:
+    """One training run, a step at a time: `train` loops over it; the bench interleaves two of them.
 
     `parts` supplies get_batch, configure_optimizer, lr_at, train_step, estimate_loss and init_weights
     (default: notebook 11's canonical parts). Deterministic for a given recipe, device and thread count.
     """
+
+    def __init__(self, recipe: Recipe, train_data: Tensor, val_data: Tensor, d_vocab: int,
+                 device: torch.device | str, parts=None, model: nn.Module | None = None):
+        self.recipe, self.parts = recipe, parts or _parts()
+        torch.manual_seed(recipe.seed)
+        if model is None:
+            model = FastTransformer(recipe.config(d_vocab))
+            self.parts.init_weights(model)
+        self.model = model.to(device).train()
+        self.train_data, self.val_data = train_data.to(device), val_data.to(device)
+        self.optimizer = self.parts.configure_optimizer(self.model, recipe.max_lr, recipe.weight_decay)
+        self.batches = torch.Generator().manual_seed(recipe.seed)  # the training windows
+        self.evals = torch.Generator().manual_seed(recipe.seed + 1)  # the validation estimates
+        self.history = History()
+        self.step_count = 0
+
+    @property
+    def done(self) -> bool:
+        return self.step_count >= self.recipe.max_steps
+
+    def step(self) -> tuple[float, float | None]:
+        """One optimiser step; returns its training loss and the validation estimate when one was due."""
+        recipe, parts, step = self.recipe, self.parts, self.step_count
+        start = time.perf_counter()
+        lr = parts.lr_at(step, recipe.warmup_steps, recipe.max_steps, recipe.max_lr, recipe.min_lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = parts.get_batch(self.train_data, recipe.batch_size, recipe.block_size, self.batches)
+        loss = parts.train_step(self.model, self.optimizer, x, y, recipe.max_grad_norm)
+        self.history.train.append((step, loss))
+        self.step_count += 1
+        val = None
+        if self.step_count % recipe.eval_every == 0 or self.done:
+            val = parts.estimate_loss(self.model, self.val_data, recipe.batch_size, recipe.block_size,
+                                      recipe.eval_batches, self.evals)
+            self.history.val.append((self.step_count, val))
+        self.history.seconds += time.perf_counter() - start
+        return loss, val
+
+
+def train(recipe: Recipe, train_data: Tensor, val_data: Tensor, d_vocab: int, device: torch.device | str,
+          progress: bool = True, parts=None, model: nn.Module | None = None) -> tuple[nn.Module, History]:
+    """Train a FastTransformer with `recipe` on token tensors, with a progress bar; returns the model and history."""
     from tqdm.auto import tqdm
 
-    parts = parts or _parts()
-    torch.manual_seed(recipe.seed)
-    if model is None:
-        model = FastTransformer(recipe.config(d_vocab))
-        parts.init_weights(model)
-    model = model.to(device).train()
-    train_data, val_data = train_data.to(device), val_data.to(device)
-    optimizer = parts.configure_optimizer(model, recipe.max_lr, recipe.weight_decay)
-    batches = torch.Generator().manual_seed(recipe.seed)
-    evals = torch.Generator().manual_seed(recipe.seed + 1)
-    history = History()
-    start = time.perf_counter()
+    run = TrainingRun(recipe, train_data, val_data, d_vocab, device, parts=parts, model=model)
     bar = tqdm(range(recipe.max_steps), desc=f"training ({recipe.name})", disable=not progress or None)
-    for step in bar:
-        lr = parts.lr_at(step, recipe.warmup_steps, recipe.max_steps, recipe.max_lr, recipe.min_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y = parts.get_batch(train_data, recipe.batch_size, recipe.block_size, batches)
-        loss = parts.train_step(model, optimizer, x, y, recipe.max_grad_norm)
-        history.train.append((step, loss))
-        last = step == recipe.max_steps - 1
-        if (step + 1) % recipe.eval_every == 0 or last:
-            val = parts.estimate_loss(model, val_data, recipe.batch_size, recipe.block_size, recipe.eval_batches, evals)
-            history.val.append((step + 1, val))
-            if on_eval is not None:
-                on_eval(step + 1, loss, val)
+    for _ in bar:
+        loss, val = run.step()
+        if val is not None:
             bar.set_postfix(loss=f"{loss:.3f}", val=f"{val:.3f}")
-        elif step % 10 == 0:
+        elif run.step_count % 10 == 0:
             bar.set_postfix(loss=f"{loss:.3f}")
-    history.seconds = time.perf_counter() - start
-    return model, history
+    return run.model, run.history
 
 
 @torch.no_grad()
@@ -229,7 +296,7 @@ def recipe_digest(recipe: Recipe, text: str) -> str:
     """A hash of everything that decides the weights: the recipe, the corpus, the training code, torch."""
     parts = _parts()
     code = [inspect.getsource(f) for f in (parts.get_batch, parts.configure_optimizer, parts.lr_at,
-                                           parts.train_step, parts.estimate_loss, parts.init_weights, train)]
+                                           parts.train_step, parts.estimate_loss, parts.init_weights, TrainingRun, train)]
     recipe_json = json.dumps(dataclasses.asdict(recipe), sort_keys=True)
     blob = "\n".join([recipe_json, hashlib.sha256(text.encode()).hexdigest(), torch.__version__, *code])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

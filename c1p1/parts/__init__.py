@@ -10,6 +10,7 @@ from c1p1.parts.p07_transformer_block import TransformerBlock
 from c1p1.parts.p08_unembed import Unembed, logit_lens
 from c1p1.parts.p09_full_model import DemoTransformer, get_log_probs
 from c1p1.parts.p10_multihead_attention import MultiHeadAttention, linear_to_per_head, per_head_to_linear
+from c1p1.parts.p11_training import configure_optimizer, estimate_loss, get_batch, init_weights, lr_at, train_step
 from c1p1.parts.p12_sampling import apply_frequency_penalty, apply_temperature, beam_search, generate, sample_next_token, top_k_logits, top_p_logits
 
-__all__ = ['Attention', 'DemoTransformer', 'Embed', 'LayerNorm', 'MLP', 'MaskedAttention', 'MultiHeadAttention', 'PosEmbed', 'TransformerBlock', 'Unembed', 'apply_frequency_penalty', 'apply_temperature', 'beam_search', 'gelu_new', 'generate', 'get_log_probs', 'linear_to_per_head', 'logit_lens', 'neuron_logit_effect', 'per_head_to_linear', 'sample_next_token', 'top_k_logits', 'top_p_logits']
+__all__ = ['Attention', 'DemoTransformer', 'Embed', 'LayerNorm', 'MLP', 'MaskedAttention', 'MultiHeadAttention', 'PosEmbed', 'TransformerBlock', 'Unembed', 'apply_frequency_penalty', 'apply_temperature', 'beam_search', 'configure_optimizer', 'estimate_loss', 'gelu_new', 'generate', 'get_batch', 'get_log_probs', 'init_weights', 'linear_to_per_head', 'logit_lens', 'lr_at', 'neuron_logit_effect', 'per_head_to_linear', 'sample_next_token', 'top_k_logits', 'top_p_logits', 'train_step']
