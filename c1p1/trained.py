@@ -67,7 +67,7 @@ class Recipe:
 
     def config(self, d_vocab: int) -> Config:
         return Config(d_model=self.d_model, d_vocab=d_vocab, n_ctx=self.block_size, d_head=self.d_model // self.n_heads,
-                      d_mlp=4 * self.d_model, n_heads=self.n_heads, n_layers=self.n_layers, debug=False)
+                      d_mlp=4 * self.d_model, n_heads=self.n_heads, n_layers=self.n_layers)
 
 
 # nanoGPT's CPU recipe for character-level Shakespeare (its README), the anchor the course's recipe must beat.
@@ -148,7 +148,7 @@ def pick_parts(namespace: dict, verbose: bool = True) -> SimpleNamespace:
     """The learner's training functions from `namespace` (a notebook's globals), each tried once on a tiny
     model; where one is missing or still raises NotImplementedError, the course's own takes its place."""
     course = _parts()
-    tiny = Config(d_model=8, d_vocab=5, n_ctx=4, d_head=4, d_mlp=16, n_heads=2, n_layers=1, debug=False)
+    tiny = Config(d_model=8, d_vocab=5, n_ctx=4, d_head=4, d_mlp=16, n_heads=2, n_layers=1)
     data = torch.arange(12) % tiny.d_vocab  # (12,)
 
     def probe(name: str, fn) -> None:

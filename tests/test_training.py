@@ -29,7 +29,7 @@ from c1p1.trained import (
 from tests.check_helpers import fails, not_done
 from tests.notebook_code import definitions
 
-SMALL = Config(d_model=48, d_vocab=77, n_ctx=32, d_head=12, d_mlp=192, n_heads=4, n_layers=2, debug=False)
+SMALL = Config(d_model=48, d_vocab=77, n_ctx=32, d_head=12, d_mlp=192, n_heads=4, n_layers=2)
 
 
 def randomised(cls, cfg: Config = SMALL, seed: int = 0) -> nn.Module:

@@ -304,6 +304,7 @@ def hosted() -> int:
             *[f"{name}=={pins[name]}" for name in HOSTED])
     run(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "-e", ROOT)
     (ROOT / ".hosted-install").write_text(sys.executable + "\n", encoding="utf-8")  # read by c1p1.environment
+    run(sys.executable, "-m", "c1p1.data")  # notebook 11's corpus, as make data does
     say(f"The course is installed into {sys.executable} beside its own torch {torch_version}. "
         "Restart the kernel, then open notebooks/00_overview.ipynb.")
     return 0

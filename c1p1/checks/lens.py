@@ -128,7 +128,7 @@ class _LnFinal(nn.Module):
 def _case(label, cache, w, b, eps, W_U, b_U, n_layers, position) -> core.Case:
     expected = expected_lens(cache, w, b, eps, W_U, b_U, n_layers, position)  # (n_layers + 1, batch, d_vocab)
     inputs = (cache, w, b, eps, W_U, b_U, n_layers, position)
-    cfg = Config() if W_U.shape == (Config().d_model, Config().d_vocab) else core.small()
+    cfg = Config() if W_U.shape == (Config().d_model, Config().d_vocab) else core.SMALL
     return core.Case(label, cfg, None, inputs, expected, DIMS,
                      mistakes=mistakes(cache, w, b, eps, W_U, b_U, n_layers, position),
                      fallback="a LayerNorm step done by hand differs from ln_final (call ln_final itself); the rows are "
@@ -168,7 +168,7 @@ def logit_lens_cases():
                 residual_hooks(ref.activations("sentence")), w, b, cfg.layer_norm_eps, W_U, b_U, cfg.n_layers, -1)
     yield _case(f"a batch of two prompts, position 5, {core.weights_label(ref)}",
                 residual_hooks(ref.activations("batch")), w, b, cfg.layer_norm_eps, W_U, b_U, cfg.n_layers, 5)
-    small = core.small()
+    small = core.SMALL
     device = ref.device
     p = core.random_params({"ln_final.w": (small.d_model,), "ln_final.b": (small.d_model,),
                             "unembed.W_U": (small.d_model, small.d_vocab), "unembed.b_U": (small.d_vocab,)}, 13, device)

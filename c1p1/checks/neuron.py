@@ -60,7 +60,7 @@ def neuron_cases():
         W_out = params[f"blocks.{layer}.mlp.W_out"]
         yield core.Case(f"blocks.{layer}.mlp neurons {ids}, {label}", Config(), None, (W_out, W_U, neurons),
                         effect(W_out, W_U, neurons), DIMS, mistakes(W_out, W_U, neurons))
-    small = core.small()
+    small = core.SMALL
     p = core.random_params({"mlp.W_out": (small.d_mlp, small.d_model), "unembed.W_U": (small.d_model, small.d_vocab)},
                            21, device)
     p["unembed.W_U"] = p["unembed.W_U"] + 0.5  # a large common offset: an uncentred answer is far off

@@ -19,7 +19,7 @@ from c1p1.checks import core
 from c1p1.config import Config
 
 # A small model: fast, with biases and LayerNorm parameters randomised so that no mistake hides.
-TINY = Config(d_model=32, d_vocab=50, n_ctx=16, d_head=8, d_mlp=128, n_heads=4, n_layers=2, debug=False)
+TINY = Config(d_model=32, d_vocab=50, n_ctx=16, d_head=8, d_mlp=128, n_heads=4, n_layers=2)
 
 
 def _device() -> torch.device:
@@ -33,7 +33,7 @@ def _demo(cfg: Config, seed: int, device: torch.device) -> nn.Module:
 
     model = DemoTransformer(cfg)
     shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
-    model.load_state_dict(core.random_params(shapes, seed, torch.device("cpu")), strict=True)
+    model.load_state_dict(core.random_params(shapes, seed, core.PREFLIGHT), strict=True)
     return model.to(device).train()
 
 
@@ -52,7 +52,7 @@ def _as_float(value: object, test: str, what: str) -> float:
         core.fail(f"{test}: {what} returned a tensor; it should return a Python float.\n"
                   "Likely cause: `return loss` instead of `return loss.item()` (a tensor keeps the whole graph alive).")
     if not isinstance(value, float | int) or isinstance(value, bool):
-        core.fail(f"{test}: {what} returned {core._describe(value)}; it should return a float. Did you forget `return`?")
+        core.fail(f"{test}: {what} returned {core.describe(value)}; it should return a float. Did you forget `return`?")
     return float(value)
 
 
@@ -67,7 +67,7 @@ def _batch(fn: Callable, data: Tensor, batch_size: int, block_size: int, seed: i
     __tracebackhide__ = True
     out = _call(fn, (data, batch_size, block_size, torch.Generator().manual_seed(seed)), test, "get_batch", hint)
     if not isinstance(out, tuple | list) or len(out) != 2 or not all(isinstance(t, Tensor) for t in out):
-        core.fail(f"{test}: get_batch returned {core._describe(out)}; it should return two tensors, (x, y).")
+        core.fail(f"{test}: get_batch returned {core.describe(out)}; it should return two tensors, (x, y).")
     x, y = out
     for name, t in (("x", x), ("y", y)):
         if tuple(t.shape) != (batch_size, block_size):
@@ -120,7 +120,7 @@ def test_get_batch(get_batch) -> None:
                   "Likely cause: the starts must be uniform over every position that leaves a full window, "
                   "torch.randint(len(data) - block_size, ...).")
     device = _device()
-    if device.type != "cpu":  # the same draws, now indexing on the course's device
+    if device != core.PREFLIGHT:  # the same draws, now indexing on the course's device
         _batch(fn, data.to(device), 64, block, 0, test)
     core.passed(test, "windows of consecutive tokens, y one token later, never past the end, reproducible with "
                 "the generator, starts spread over the whole data.")
@@ -136,8 +136,7 @@ def test_init_weights(init_weights) -> None:
     fn = core.expect_function(init_weights, "init_weights", test)
     from c1p1.parts import DemoTransformer
 
-    cfg = Config(d_model=192, d_vocab=300, n_ctx=128, d_head=48, d_mlp=768, n_heads=4, n_layers=4, init_range=0.03,
-                 debug=False)
+    cfg = Config(d_model=192, d_vocab=300, n_ctx=128, d_head=48, d_mlp=768, n_heads=4, n_layers=4, init_range=0.03)
     model = DemoTransformer(cfg).to(_device())
     with torch.no_grad():
         for p in model.parameters():
@@ -193,7 +192,7 @@ def test_configure_optimizer(configure_optimizer) -> None:
     lr, weight_decay = 3e-3, 0.1
     optimizer = _call(fn, (model, lr, weight_decay), test, "configure_optimizer")
     if not isinstance(optimizer, torch.optim.AdamW):
-        core.fail(f"{test}: configure_optimizer returned {core._describe(optimizer)}; it should return a "
+        core.fail(f"{test}: configure_optimizer returned {core.describe(optimizer)}; it should return a "
                   "torch.optim.AdamW built from the two parameter groups.")
     decay_of: dict[int, list[float]] = {}
     for group in optimizer.param_groups:
@@ -410,7 +409,7 @@ def test_estimate_loss(estimate_loss) -> None:
     test = "test_estimate_loss"
     fn = core.expect_function(estimate_loss, "estimate_loss", test)
     device = _device()
-    cfg = Config(d_model=32, d_vocab=200, n_ctx=16, d_head=8, d_mlp=128, n_heads=4, n_layers=2, debug=False)
+    cfg = Config(d_model=32, d_vocab=200, n_ctx=16, d_head=8, d_mlp=128, n_heads=4, n_layers=2)
     model = _Recorder(_demo(cfg, 7, device))
     data = torch.arange(cfg.d_vocab, device=device)  # every window's targets are its tokens plus one
     batch_size, block_size, n_batches = 3, 8, 4
