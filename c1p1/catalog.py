@@ -68,6 +68,12 @@ _TABLE = (
     ("test_multihead_attention", "10_multihead_attention", "MultiHeadAttention", "MultiHeadAttention"),
     ("test_per_head_to_linear", "10_multihead_attention", "per_head_to_linear", "per_head_to_linear"),
     ("test_linear_to_per_head", "10_multihead_attention", "linear_to_per_head", "linear_to_per_head"),
+    ("test_prev_token_score", "14_induction_heads", "prev_token_score", "prev_token_score"),
+    ("test_induction_score", "14_induction_heads", "induction_score", "induction_score"),
+    ("test_full_ov_circuit", "14_induction_heads", "full_ov_circuit", "full_ov_circuit"),
+    ("test_full_qk_circuit", "14_induction_heads", "full_qk_circuit", "full_qk_circuit"),
+    ("test_composition_score", "14_induction_heads", "composition_score", "composition_score"),
+    ("test_ablate_head", "14_induction_heads", "ablate_head", "ablate_head"),
 )
 
 CHECKS: dict[str, CheckInfo] = {

@@ -10,5 +10,6 @@ from c1p1.parts.p07_transformer_block import TransformerBlock
 from c1p1.parts.p08_unembed import Unembed
 from c1p1.parts.p09_full_model import DemoTransformer, get_log_probs
 from c1p1.parts.p10_multihead_attention import MultiHeadAttention, linear_to_per_head, per_head_to_linear
+from c1p1.parts.p14_induction_heads import AttnOnlyBlock, AttnOnlyTransformer, ablate_head, composition_score, full_ov_circuit, full_qk_circuit, induction_score, loss_by_half, periodic_tokens, prev_token_score, repeated_tokens, train_induction
 
-__all__ = ['Attention', 'DemoTransformer', 'Embed', 'LayerNorm', 'MLP', 'MaskedAttention', 'MultiHeadAttention', 'PosEmbed', 'TransformerBlock', 'Unembed', 'gelu_new', 'get_log_probs', 'linear_to_per_head', 'per_head_to_linear']
+__all__ = ['Attention', 'AttnOnlyBlock', 'AttnOnlyTransformer', 'DemoTransformer', 'Embed', 'LayerNorm', 'MLP', 'MaskedAttention', 'MultiHeadAttention', 'PosEmbed', 'TransformerBlock', 'Unembed', 'ablate_head', 'composition_score', 'full_ov_circuit', 'full_qk_circuit', 'gelu_new', 'get_log_probs', 'induction_score', 'linear_to_per_head', 'loss_by_half', 'per_head_to_linear', 'periodic_tokens', 'prev_token_score', 'repeated_tokens', 'train_induction']
