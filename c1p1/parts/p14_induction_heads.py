@@ -39,6 +39,7 @@ class AttnOnlyTransformer(nn.Module):
         self.heads_per_layer = tuple(heads_per_layer)
         self.embed = Embed(cfg)
         self.pos_embed = PosEmbed(cfg)
+        # Each block gets a copy of cfg with its own number of heads.
         self.blocks = nn.ModuleList([AttnOnlyBlock(replace(cfg, n_heads=n)) for n in self.heads_per_layer])
         self.unembed = Unembed(cfg)
 
