@@ -71,6 +71,11 @@ def perturb(out: object) -> object:
         return _Perturbed(out)
     if type(out).__name__ == "FactoredMatrix":
         return type(out)(perturb(out.A), out.B)
+    if isinstance(out, float):
+        return out * 1.5 + 0.5
+    if isinstance(out, torch.optim.Optimizer):
+        for group in out.param_groups:
+            group["weight_decay"] = group["weight_decay"] * 1.5 + 0.5
     return out
 
 
@@ -96,7 +101,13 @@ def wrong_version(obj: object) -> object:
 
     @functools.wraps(obj)
     def wrong(*args, **kwargs):
-        return perturb(obj(*args, **kwargs))
+        out = obj(*args, **kwargs)
+        if out is None:  # a function that works in place (an initialiser): perturb what it wrote
+            with torch.no_grad():
+                for module in (a for a in args if isinstance(a, nn.Module)):
+                    for p in module.parameters():
+                        p.mul_(1.5).add_(0.5)
+        return perturb(out)
 
     return wrong
 

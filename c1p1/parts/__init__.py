@@ -10,6 +10,7 @@ from c1p1.parts.p07_transformer_block import TransformerBlock
 from c1p1.parts.p08_unembed import Unembed
 from c1p1.parts.p09_full_model import DemoTransformer, get_log_probs
 from c1p1.parts.p10_multihead_attention import MultiHeadAttention, linear_to_per_head, per_head_to_linear
+from c1p1.parts.p11_training import configure_optimizer, estimate_loss, get_batch, init_weights, lr_at, train_step
 from c1p1.parts.p14_induction_heads import AttnOnlyBlock, AttnOnlyTransformer, ablate_head, composition_score, full_ov_circuit, full_qk_circuit, induction_score, loss_by_half, periodic_tokens, prev_token_score, repeated_tokens, train_induction
 
-__all__ = ['Attention', 'AttnOnlyBlock', 'AttnOnlyTransformer', 'DemoTransformer', 'Embed', 'LayerNorm', 'MLP', 'MaskedAttention', 'MultiHeadAttention', 'PosEmbed', 'TransformerBlock', 'Unembed', 'ablate_head', 'composition_score', 'full_ov_circuit', 'full_qk_circuit', 'gelu_new', 'get_log_probs', 'induction_score', 'linear_to_per_head', 'loss_by_half', 'per_head_to_linear', 'periodic_tokens', 'prev_token_score', 'repeated_tokens', 'train_induction']
+__all__ = ['Attention', 'AttnOnlyBlock', 'AttnOnlyTransformer', 'DemoTransformer', 'Embed', 'LayerNorm', 'MLP', 'MaskedAttention', 'MultiHeadAttention', 'PosEmbed', 'TransformerBlock', 'Unembed', 'ablate_head', 'composition_score', 'configure_optimizer', 'estimate_loss', 'full_ov_circuit', 'full_qk_circuit', 'gelu_new', 'get_batch', 'get_log_probs', 'induction_score', 'init_weights', 'linear_to_per_head', 'loss_by_half', 'lr_at', 'per_head_to_linear', 'periodic_tokens', 'prev_token_score', 'repeated_tokens', 'train_induction', 'train_step']

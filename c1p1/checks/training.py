@@ -1,0 +1,443 @@
+"""Checks for notebook 11 (training): get_batch, init_weights, configure_optimizer, lr_at, train_step, estimate_loss.
+
+Each check runs the learner's function on small, seeded inputs and compares what it gives with the course's
+own answer (``c1p1.parts.p11_training``), or with properties every correct answer has (random windows may
+be drawn in any order). A list of named mistakes turns a wrong answer into its likely cause.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from c1p1.checks import core
+from c1p1.config import Config
+
+# A small model: fast, with biases and LayerNorm parameters randomised so that no mistake hides.
+TINY = Config(d_model=32, d_vocab=50, n_ctx=16, d_head=8, d_mlp=128, n_heads=4, n_layers=2, debug=False)
+
+
+def _device() -> torch.device:
+    from c1p1.reference import pick_device
+
+    return pick_device()
+
+
+def _demo(cfg: Config, seed: int, device: torch.device) -> nn.Module:
+    from c1p1.parts import DemoTransformer
+
+    model = DemoTransformer(cfg)
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    model.load_state_dict(core.random_params(shapes, seed, torch.device("cpu")), strict=True)
+    return model.to(device).train()
+
+
+def _call(fn: Callable, args: tuple, test: str, what: str, hint: str = ""):
+    """Run the learner's function; their exception becomes a message that shows their line."""
+    __tracebackhide__ = True
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - the learner's error, shown with their line
+        core.learner_raised(test, what, exc, hint)
+
+
+def _as_float(value: object, test: str, what: str) -> float:
+    __tracebackhide__ = True
+    if isinstance(value, Tensor):
+        core.fail(f"{test}: {what} returned a tensor; it should return a Python float.\n"
+                  "Likely cause: `return loss` instead of `return loss.item()` (a tensor keeps the whole graph alive).")
+    if not isinstance(value, float | int) or isinstance(value, bool):
+        core.fail(f"{test}: {what} returned {core._describe(value)}; it should return a float. Did you forget `return`?")
+    return float(value)
+
+
+# ------------------------------------------------------------------------------------------- get_batch
+
+PAST_END = ("Likely cause: a window that runs past the end of the data. The last start must leave block_size "
+            "tokens for x and one more for y: draw starts from range(len(data) - block_size).")
+
+
+def _batch(fn: Callable, data: Tensor, batch_size: int, block_size: int, seed: int, test: str,
+           hint: str = "") -> tuple[Tensor, Tensor]:
+    __tracebackhide__ = True
+    out = _call(fn, (data, batch_size, block_size, torch.Generator().manual_seed(seed)), test, "get_batch", hint)
+    if not isinstance(out, tuple | list) or len(out) != 2 or not all(isinstance(t, Tensor) for t in out):
+        core.fail(f"{test}: get_batch returned {core._describe(out)}; it should return two tensors, (x, y).")
+    x, y = out
+    for name, t in (("x", x), ("y", y)):
+        if tuple(t.shape) != (batch_size, block_size):
+            core.fail(f"{test}: {name} has shape {tuple(t.shape)}, expected (batch={batch_size}, block={block_size}).\n"
+                      "Likely cause: stack one window of block_size tokens per row, batch_size rows.")
+        if t.dtype != torch.int64:
+            core.fail(f"{test}: {name} has dtype {t.dtype}; token ids must stay int64 (index data, do not convert).")
+        if t.device != data.device:
+            core.fail(f"{test}: {name} is on {t.device} but data is on {data.device}.\n"
+                      "Likely cause: a tensor made without device=...; build the indices on data.device.")
+    return x, y
+
+
+def test_get_batch(get_batch) -> None:
+    """Check get_batch: shapes, windows inside the data, y one token after x, reproducible, spread over the data."""
+    __tracebackhide__ = True
+    test = "test_get_batch"
+    fn = core.expect_function(get_batch, "get_batch", test)
+    n, block = 500, 16
+    data = torch.arange(n)  # token i is i, so every window shows where it came from; on the CPU first
+    x, y = _batch(fn, data, 64, block, 0, test)
+    if not bool((x[:, 1:] - x[:, :-1] == 1).all()):
+        core.fail(f"{test}: the rows of x are not windows of consecutive tokens of data.\n"
+                  "Likely cause: each row should be data[start : start + block_size] for one random start.")
+    if torch.equal(y, x):
+        core.fail(f"{test}: y equals x.\nLikely cause: the targets are not shifted. y is the same window one token "
+                  "later, data[start + 1 : start + block_size + 1]: each position's target is the next token.")
+    if not torch.equal(y, x + 1):
+        shift = int((y - x).flatten().mode().values)
+        core.fail(f"{test}: y is x shifted by {shift} token(s), not by one.\n"
+                  "Likely cause: y should be data[start + 1 : start + block_size + 1], the next token at each position.")
+    short = torch.arange(block + 3)  # only 3 valid starts: a window past the end is drawn at once
+    xs, ys = _batch(fn, short, 256, block, 1, test, PAST_END)
+    if int(ys.max()) > block + 2 or int(xs.min()) < 0:
+        core.fail(f"{test}: a window runs past the end of the data.\n{PAST_END}")
+    again = _batch(fn, data, 64, block, 0, test)
+    if not (torch.equal(again[0], x) and torch.equal(again[1], y)):
+        core.fail(f"{test}: two calls with generators of the same seed gave different batches.\n"
+                  "Likely cause: the starts come from the global random state; pass generator=generator to torch.randint.")
+    if torch.equal(_batch(fn, data, 64, block, 1, test)[0], x):
+        core.fail(f"{test}: generators with different seeds gave the same batch.\n"
+                  "Likely cause: the starts do not come from the generator (or are not random at all).")
+    starts = _batch(fn, data, 4000, block, 2, test)[0][:, 0]  # (4000,)
+    last = n - block - 1
+    covered = starts.unique().numel() / (last + 1)
+    if int(starts.min()) > 2 or int(starts.max()) < last - 2 or covered < 0.9:
+        core.fail(f"{test}: the windows are not spread over the whole data: 4,000 of them started between "
+                  f"{int(starts.min())} and {int(starts.max())} and covered {100 * covered:.0f}% of the {last + 1} "
+                  f"possible starts (0 to {last}).\n"
+                  "Likely cause: the starts must be uniform over every position that leaves a full window, "
+                  "torch.randint(len(data) - block_size, ...).")
+    device = _device()
+    if device.type != "cpu":  # the same draws, now indexing on the course's device
+        _batch(fn, data.to(device), 64, block, 0, test)
+    core.passed(test, "windows of consecutive tokens, y one token later, never past the end, reproducible with "
+                "the generator, starts spread over the whole data.")
+
+
+# ---------------------------------------------------------------------------------------- init_weights
+
+
+def test_init_weights(init_weights) -> None:
+    """Check init_weights: N(0, init_range) weights, W_O and W_out scaled by 1/sqrt(2 n_layers), zero biases, unit LN."""
+    __tracebackhide__ = True
+    test = "test_init_weights"
+    fn = core.expect_function(init_weights, "init_weights", test)
+    from c1p1.parts import DemoTransformer
+
+    cfg = Config(d_model=192, d_vocab=300, n_ctx=128, d_head=48, d_mlp=768, n_heads=4, n_layers=4, init_range=0.03,
+                 debug=False)
+    model = DemoTransformer(cfg).to(_device())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.7)  # anything the learner leaves alone stands out
+    torch.manual_seed(0)
+    _call(fn, (model,), test, "init_weights")
+    residual = cfg.init_range / math.sqrt(2 * cfg.n_layers)
+    for name, p in model.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        values = p.detach().float()
+        if leaf.startswith("W_"):
+            want = residual if leaf in ("W_O", "W_out") else cfg.init_range
+            std, mean = float(values.std()), float(values.mean())
+            if abs(std / want - 1) < 0.05 and abs(mean) < 4 * want / math.sqrt(values.numel()) + 1e-6:
+                continue
+            first = f"{test}: {name} has mean {mean:.4g} and std {std:.4g}; expected mean 0 and std {want:.4g}."
+            if std < 1e-6 and math.isclose(mean, 0.7, rel_tol=1e-3):
+                cause = "it was not initialised at all."
+            elif leaf in ("W_O", "W_out") and abs(std / cfg.init_range - 1) < 0.05:
+                cause = (f"the projections that write to the residual stream (W_O, W_out) are not scaled down: "
+                         f"use std init_range / sqrt(2 * n_layers) = {residual:.4g} for them.")
+            elif leaf in ("W_O", "W_out") and abs(std / (cfg.init_range / math.sqrt(cfg.n_layers)) - 1) < 0.05:
+                cause = ("dividing by sqrt(n_layers): each layer writes to the residual stream twice (attention, "
+                         "then the MLP), so GPT-2 divides by sqrt(2 * n_layers).")
+            elif abs(std / residual - 1) < 0.05:
+                cause = "every weight was scaled down; only W_O and W_out (the residual writers) are."
+            elif abs(std / 0.02 - 1) < 0.05:
+                cause = f"std 0.02 hard-coded; use model.cfg.init_range (this model's is {cfg.init_range})."
+            else:
+                cause = "draw it with torch.nn.init.normal_(p, mean=0.0, std=...) (or p.normal_(0.0, std))."
+            core.fail(first + "\nLikely cause: " + cause)
+        else:
+            want = 1.0 if leaf == "w" else 0.0
+            if not bool((values == want).all()):
+                kind = "a LayerNorm scale" if leaf == "w" else "a bias" if leaf.startswith("b_") else "a LayerNorm shift"
+                core.fail(f"{test}: {name} ({kind}) is not all {want:g} (it holds values between "
+                          f"{float(values.min()):.3g} and {float(values.max()):.3g}).\n"
+                          f"Likely cause: GPT-2 starts every bias and LayerNorm shift at 0 and every LayerNorm scale "
+                          f"at 1; set {name.rsplit('.', 1)[-1]} with fill_({want:g}).")
+    core.passed(test, f"every W_ ~ N(0, {cfg.init_range}) with W_O and W_out at {residual:.4g} = init_range / "
+                f"sqrt(2 * {cfg.n_layers}), biases 0, LayerNorm scales 1 (a 4-layer model, init_range {cfg.init_range}).")
+
+
+# --------------------------------------------------------------------------------- configure_optimizer
+
+
+def test_configure_optimizer(configure_optimizer) -> None:
+    """Check configure_optimizer: AdamW, decay on every W_ matrix (embeddings too), none on biases or LayerNorm."""
+    __tracebackhide__ = True
+    test = "test_configure_optimizer"
+    fn = core.expect_function(configure_optimizer, "configure_optimizer", test)
+    model = _demo(TINY, 0, _device())
+    lr, weight_decay = 3e-3, 0.1
+    optimizer = _call(fn, (model, lr, weight_decay), test, "configure_optimizer")
+    if not isinstance(optimizer, torch.optim.AdamW):
+        core.fail(f"{test}: configure_optimizer returned {core._describe(optimizer)}; it should return a "
+                  "torch.optim.AdamW built from the two parameter groups.")
+    decay_of: dict[int, list[float]] = {}
+    for group in optimizer.param_groups:
+        if not math.isclose(group["lr"], lr):
+            core.fail(f"{test}: a parameter group has lr {group['lr']:g}; expected the lr passed in, {lr:g}.")
+        if tuple(group["betas"]) != (0.9, 0.99):
+            core.fail(f"{test}: AdamW's betas are {tuple(group['betas'])}; expected (0.9, 0.99).\n"
+                      "Likely cause: betas left at PyTorch's default (0.9, 0.999); with small batches the second "
+                      "moment should forget faster: pass betas=(0.9, 0.99).")
+        for p in group["params"]:
+            decay_of.setdefault(id(p), []).append(group["weight_decay"])
+    names = dict(model.named_parameters())
+    twice = [n for n, p in names.items() if len(decay_of.get(id(p), [])) > 1]
+    missing = [n for n, p in names.items() if id(p) not in decay_of]
+    if twice:
+        core.fail(f"{test}: {', '.join(twice)} appear(s) in more than one parameter group.\n"
+                  "Likely cause: each parameter belongs to exactly one group, with decay or without.")
+    if missing:
+        core.fail(f"{test}: {', '.join(missing)} are in no parameter group, so AdamW would never train them.\n"
+                  "Likely cause: the two groups together must hold every parameter of the model.")
+    decayed = {n for n, p in names.items() if decay_of[id(p)][0] > 0}
+    for n in decayed:
+        if not math.isclose(decay_of[id(names[n])][0], weight_decay):
+            core.fail(f"{test}: {n} has weight decay {decay_of[id(names[n])][0]:g}; expected {weight_decay:g}.")
+    should = {n for n in names if n.rsplit(".", 1)[-1].startswith("W_")}
+    wrong_on = sorted(decayed - should)
+    wrong_off = sorted(should - decayed)
+    if wrong_on:
+        two_d_biases = [n for n in wrong_on if n.rsplit(".", 1)[-1] in ("b_Q", "b_K", "b_V")]
+        if two_d_biases and set(wrong_on) == set(two_d_biases):
+            cause = ("choosing by p.dim() >= 2: in TransformerLens's layout b_Q, b_K and b_V are 2-D "
+                     "(n_heads, d_head) but they are biases. Choose by role (the name), not by shape.")
+        else:
+            cause = ("weight decay on biases or LayerNorm parameters. Decay pulls every value towards 0: "
+                     "a LayerNorm scale pulled to 0 silences its features, and biases hold no "
+                     "interactions to regularise. Decay only the W_ matrices.")
+        core.fail(f"{test}: weight decay is applied to {', '.join(wrong_on)}.\nLikely cause: {cause}")
+    if wrong_off:
+        cause = ("embeddings left out: follow nanoGPT and decay W_E and W_pos as well (every W_ matrix)."
+                 if set(wrong_off) <= {"embed.W_E", "pos_embed.W_pos", "unembed.W_U"}
+                 else "decay every weight matrix, whose names start with W_ (W_E, W_pos, W_Q, W_K, W_V, W_O, "
+                      "W_in, W_out, W_U).")
+        core.fail(f"{test}: no weight decay on {', '.join(wrong_off)}.\nLikely cause: {cause}")
+    core.passed(test, f"AdamW, betas (0.9, 0.99), lr {lr:g}; decay {weight_decay:g} on the {len(should)} W_ matrices, "
+                f"none on the {len(names) - len(should)} biases and LayerNorm parameters.")
+
+
+# ---------------------------------------------------------------------------------------------- lr_at
+
+LR_CASES = ((10, 100, 1e-3, 1e-4), (4, 30, 3e-3, 3e-4), (1, 12, 2.0, 0.5))
+
+
+def _lr_mistakes(warmup: int, max_steps: int, max_lr: float, min_lr: float, steps: list[int]) -> list[core.Mistake]:
+    def schedule(warm: Callable[[int], float], decay: Callable[[int], float]) -> Callable[[], Tensor]:
+        # as fractions of max_lr, like the comparison
+        return lambda: torch.tensor([warm(s) if s < warmup else decay(s) for s in steps], dtype=torch.float64) / max_lr
+
+    def cosine(s: int, end: float = min_lr, span: int = max_steps - warmup) -> float:
+        progress = min((s - warmup) / span, 1.0)
+        return end + (max_lr - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    right_warm = lambda s: max_lr * (s + 1) / warmup  # noqa: E731
+    return [
+        core.Mistake("the warm-up is off by one step: at step 0 the learning rate should already be "
+                     "max_lr / warmup_steps (step + 1 steps done), reaching max_lr at step warmup_steps - 1.",
+                     schedule(lambda s: max_lr * s / warmup, cosine)),
+        core.Mistake("the warm-up is off by one step: (step + 1) / warmup_steps, not (step + 1) / (warmup_steps + 1).",
+                     schedule(lambda s: max_lr * (s + 1) / (warmup + 1), cosine)),
+        core.Mistake("the cosine decays to 0 instead of min_lr: lr = min_lr + (max_lr - min_lr) * (1 + cos(pi * "
+                     "progress)) / 2.", schedule(right_warm, lambda s: cosine(s, end=0.0))),
+        core.Mistake("the cosine does not reach min_lr at max_steps: progress = (step - warmup_steps) / "
+                     "(max_steps - warmup_steps) runs from 0 to 1 over the decay.",
+                     schedule(right_warm, lambda s: cosine(s, span=max_steps))),
+        core.Mistake("the cosine does not reach min_lr at max_steps: progress must run over the decay only "
+                     "(step - warmup_steps), not from step 0.",
+                     schedule(right_warm, lambda s: min_lr + (max_lr - min_lr) * 0.5
+                              * (1 + math.cos(math.pi * min(s / max_steps, 1.0))))),
+        core.Mistake("after max_steps the learning rate should stay at min_lr (the cosine keeps going past its end).",
+                     schedule(right_warm, lambda s: min_lr + (max_lr - min_lr) * 0.5
+                              * (1 + math.cos(math.pi * (s - warmup) / (max_steps - warmup))))),
+    ]
+
+
+def test_lr_at(lr_at) -> None:
+    """Check lr_at: linear warm-up (step 0 already learns), cosine from max_lr to min_lr at max_steps, then min_lr."""
+    __tracebackhide__ = True
+    test = "test_lr_at"
+    fn = core.expect_function(lr_at, "lr_at", test)
+    from c1p1.parts.p11_training import lr_at as canonical
+
+    cases = []
+    for warmup, max_steps, max_lr, min_lr in LR_CASES:
+        steps = list(range(max_steps + 5))
+        got = [_as_float(_call(fn, (s, warmup, max_steps, max_lr, min_lr), test, f"lr_at({s}, ...)"), test, "lr_at")
+               for s in steps]
+        expected = [canonical(s, warmup, max_steps, max_lr, min_lr) for s in steps]
+        case = core.Case(label=f"warmup_steps={warmup}, max_steps={max_steps}, max_lr={max_lr:g}, min_lr={min_lr:g}",
+                         cfg=TINY, params=None, inputs=(), dims=("step",),
+                         expected=torch.tensor(expected, dtype=torch.float64) / max_lr,  # fractions of max_lr
+                         mistakes=lambda a=(warmup, max_steps, max_lr, min_lr), st=steps: _lr_mistakes(*a, st),
+                         fallback="linear warm-up max_lr * (step + 1) / warmup_steps below warmup_steps; then "
+                                  "min_lr + (max_lr - min_lr) * (1 + cos(pi * progress)) / 2 with progress = "
+                                  "(step - warmup_steps) / (max_steps - warmup_steps); min_lr from max_steps on.")
+        out = torch.tensor(got, dtype=torch.float64) / max_lr  # (steps,)
+        mismatch = core.compare(out, case.expected)
+        if mismatch is not None:
+            s = mismatch.index[0]
+            core.explain(test, f"the learning rates (yours at step {s}: {got[s]:.4g}, expected {expected[s]:.4g}); "
+                         "the", case, out, mismatch)
+        cases.append(case)
+    core.passed(test, f"{len(cases)} schedules match at every step: " + "; ".join(c.label for c in cases) + ".")
+
+
+# ------------------------------------------------------------------------------------------ train_step
+
+
+def _reference_steps(model: nn.Module, make_optimizer: Callable, batches, max_grad_norm: float, variant: str = ""):
+    """The course's train_step (or a named mistake of it) run over `batches`; returns the losses and the model."""
+    model = copy.deepcopy(model)
+    optimizer = make_optimizer(model)
+    losses = []
+    for x, y in batches:
+        logits = model(x)  # (batch, block, d_vocab)
+        target = x if variant == "targets_x" else y  # (batch, block)
+        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum" if variant == "sum" else "mean")
+        loss.backward()
+        if variant not in ("clip_after", "no_clip"):
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        if variant != "no_step":
+            optimizer.step()
+        if variant == "clip_after":
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        if variant != "no_zero_grad":
+            optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return losses, model
+
+
+TRAIN_STEP_MISTAKES = {
+    "no_zero_grad": "the gradients are never zeroed, so each step adds to the last one's: call "
+                    "optimizer.zero_grad() after optimizer.step() (or before the backward pass).",
+    "clip_after": "the gradients are clipped after optimizer.step() (or not at all): clip between "
+                  "loss.backward() and optimizer.step(), so the step uses the clipped gradients.",
+    "no_clip": "the gradients are not clipped: call torch.nn.utils.clip_grad_norm_(model.parameters(), "
+               "max_grad_norm) before optimizer.step().",
+    "targets_x": "the loss compares the logits with x instead of y: the target at each position is the next token.",
+    "no_step": "the parameters never change: call optimizer.step() after the backward pass.",
+    "sum": "the loss is summed over positions instead of averaged: take the mean.",
+}
+
+
+def test_train_step(train_step) -> None:
+    """Check train_step: the same losses and the same parameters as the course's step, over two steps."""
+    __tracebackhide__ = True
+    test = "test_train_step"
+    fn = core.expect_function(train_step, "train_step", test)
+    device = _device()
+    gen = torch.Generator().manual_seed(3)
+    batches = [(torch.randint(TINY.d_vocab, (4, 12), generator=gen).to(device),
+                torch.randint(TINY.d_vocab, (4, 12), generator=gen).to(device)) for _ in range(2)]
+    setups = (("SGD (lr 0.5) with max_grad_norm 0.05, where clipping matters", 0.05,
+               lambda m: torch.optim.SGD(m.parameters(), lr=0.5)),
+              # eps 1e-3: Adam divides by the gradient's size, so without it the float noise in gradients that are
+              # 0 in exact arithmetic (b_K's) would become full-size steps and tell correct variants apart
+              ("AdamW (lr 0.01, weight decay 0.1) with max_grad_norm 1.0", 1.0,
+               lambda m: torch.optim.AdamW(m.parameters(), lr=0.01, weight_decay=0.1, eps=1e-3)))
+    for label, max_grad_norm, make_optimizer in setups:
+        start = _demo(TINY, 5, device)
+        losses, expected = _reference_steps(start, make_optimizer, batches, max_grad_norm)
+        model = copy.deepcopy(start)
+        optimizer = make_optimizer(model)
+        got = [_as_float(_call(fn, (model, optimizer, x.clone(), y.clone(), max_grad_norm), test, "train_step"),
+                         test, "train_step") for x, y in batches]
+        own, ref = dict(model.named_parameters()), dict(expected.named_parameters())
+        error = max(float((own[n] - ref[n]).detach().abs().max()) for n in ref)
+        loss_ok = all(math.isclose(g, e, rel_tol=1e-4, abs_tol=1e-5) for g, e in zip(got, losses, strict=True))
+        if loss_ok and error < 1e-5:
+            continue
+        what = (f"the losses returned were {', '.join(f'{v:.5g}' for v in got)}, expected "
+                f"{', '.join(f'{v:.5g}' for v in losses)}" if not loss_ok else "the losses match")
+        first = (f"{test} FAILED with {label}: after two steps {what}; the parameters differ from the course's "
+                 f"step by up to {error:.3g}.")
+        for variant, cause in TRAIN_STEP_MISTAKES.items():
+            v_losses, v_model = _reference_steps(start, make_optimizer, batches, max_grad_norm, variant)
+            v_params = dict(v_model.named_parameters())
+            v_error = max(float((own[n] - v_params[n]).detach().abs().max()) for n in ref)
+            v_loss_ok = all(math.isclose(g, e, rel_tol=1e-4, abs_tol=1e-5) for g, e in zip(got, v_losses, strict=True))
+            if v_error < 1e-5 and v_loss_ok:
+                core.fail(first + "\nLikely cause: " + cause)
+        core.fail(first + "\nLikely causes, most likely first: the loss is not the mean cross-entropy of the logits "
+                  "against y; clipping is not between backward and step; the gradients are not zeroed each step.")
+    core.passed(test, "two steps give the course's losses and parameters, with SGD where clipping matters and with AdamW.")
+
+
+# --------------------------------------------------------------------------------------- estimate_loss
+
+
+class _Recorder(nn.Module):
+    """Wraps a model; remembers every input it saw and whether it ran in train mode or with gradients."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.seen: list[tuple[Tensor, bool, bool]] = []
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        self.seen.append((tokens.detach().clone(), self.training, torch.is_grad_enabled()))
+        return self.inner(tokens)
+
+
+def test_estimate_loss(estimate_loss) -> None:
+    """Check estimate_loss: the mean loss of n_batches batches, in eval mode, without gradients, mode restored."""
+    __tracebackhide__ = True
+    test = "test_estimate_loss"
+    fn = core.expect_function(estimate_loss, "estimate_loss", test)
+    device = _device()
+    cfg = Config(d_model=32, d_vocab=200, n_ctx=16, d_head=8, d_mlp=128, n_heads=4, n_layers=2, debug=False)
+    model = _Recorder(_demo(cfg, 7, device))
+    data = torch.arange(cfg.d_vocab, device=device)  # every window's targets are its tokens plus one
+    batch_size, block_size, n_batches = 3, 8, 4
+    value = _as_float(_call(fn, (model, data, batch_size, block_size, n_batches, torch.Generator().manual_seed(0)),
+                            test, "estimate_loss"), test, "estimate_loss")
+    if len(model.seen) != n_batches:
+        core.fail(f"{test}: the model ran on {len(model.seen)} batches; expected n_batches = {n_batches}.\n"
+                  "Likely cause: loop n_batches times, drawing a fresh batch with get_batch each time.")
+    if any(training for _, training, _ in model.seen):
+        core.fail(f"{test}: the model ran in train mode.\nLikely cause: call model.eval() before evaluating "
+                  "(dropout and similar layers behave differently in training), then restore the mode.")
+    if any(grad for _, _, grad in model.seen):
+        core.fail(f"{test}: the model ran with gradients enabled.\nLikely cause: evaluate under torch.no_grad() "
+                  "(or decorate the function with @torch.no_grad()): without it every batch builds a graph "
+                  "for a backward pass that never comes, wasting memory and time.")
+    if not model.training:
+        core.fail(f"{test}: the model was left in eval mode.\nLikely cause: remember model.training before "
+                  "model.eval() and restore it afterwards (model.train(was_training)), or training goes on in eval mode.")
+    with torch.no_grad():
+        per_batch = [F.cross_entropy(model.inner(x).flatten(0, 1), (x + 1).flatten()).item() for x, _, _ in model.seen]
+    expected = sum(per_batch) / n_batches
+    if not math.isclose(value, expected, rel_tol=1e-4, abs_tol=1e-5):
+        unshifted = sum(F.cross_entropy(model.inner(x).flatten(0, 1), x.flatten()).item()
+                        for x, _, _ in model.seen) / n_batches
+        cause = ("the loss compares the logits with x instead of y." if math.isclose(value, unshifted, rel_tol=1e-4)
+                 else "return the mean over the n_batches of each batch's mean cross-entropy against y.")
+        core.fail(f"{test}: estimate_loss returned {value:.5g}, but the batches the model saw give {expected:.5g}.\n"
+                  f"Likely cause: {cause}")
+    core.passed(test, f"{n_batches} batches in eval mode without gradients, their mean loss {value:.4f}, and the "
+                "model back in train mode afterwards.")
