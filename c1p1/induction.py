@@ -10,6 +10,7 @@ sections never depend on the learner's own training cell.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -69,6 +70,7 @@ def cache_path() -> Path:
     used = (parts.Embed, parts.PosEmbed, parts.MaskedAttention, parts.Attention, parts.Unembed, parts.get_log_probs,
             parts.AttnOnlyBlock, parts.AttnOnlyTransformer, parts.periodic_tokens, parts.repeated_tokens,
             parts.loss_by_half, parts.train_induction)
+    used += (build, train_from_recipe)
     recipe = [json.dumps(RECIPE, sort_keys=True), *(inspect.getsource(obj) for obj in used), torch.__version__]
     digest = hashlib.sha256("\n".join(recipe).encode()).hexdigest()[:16]
     return cache_dir() / f"induction-{digest}.pt"
@@ -77,8 +79,10 @@ def cache_path() -> Path:
 def build(device: torch.device) -> torch.nn.Module:
     from c1p1.parts import AttnOnlyTransformer
 
-    torch.manual_seed(RECIPE["seed"])
-    return AttnOnlyTransformer(induction_config(), tuple(RECIPE["heads_per_layer"])).to(device)
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights, without touching the caller's random state
+        torch.manual_seed(RECIPE["seed"])
+        model = AttnOnlyTransformer(induction_config(), tuple(RECIPE["heads_per_layer"]))
+    return model.to(device)
 
 
 def train_from_recipe(device: torch.device):
@@ -103,6 +107,35 @@ def _write(path: Path, state: dict) -> None:
         pass  # an unwritable cache only costs the training time next time
 
 
+def _load(path: Path, device: torch.device):
+    """The cached model and its history, or (None, None) when the file is missing or damaged."""
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+        model = build(device)
+        model.load_state_dict(saved["state"], strict=True)
+        return model, [tuple(row) for row in saved["history"]]
+    except Exception:  # noqa: BLE001 - missing or damaged: train it again
+        return None, None
+
+
+@contextlib.contextmanager
+def _training_lock(path: Path):
+    """An exclusive lock next to the cache file, where the platform has one (fcntl); otherwise no lock."""
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path.with_name(path.name + ".lock"), "w")  # noqa: SIM115 - closed below
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
 def induction_model(device: torch.device | str | None = None, verbose: bool = True) -> torch.nn.Module:
     """The trained induction model on `device` (default: the course device), from the cache or trained now.
 
@@ -110,19 +143,17 @@ def induction_model(device: torch.device | str | None = None, verbose: bool = Tr
     """
     device = pick_device() if device is None else torch.device(device)
     path = cache_path()
-    model = build(device)
-    try:
-        saved = torch.load(path, map_location=device, weights_only=True)
-        model.load_state_dict(saved["state"], strict=True)
-        history = [tuple(row) for row in saved["history"]]
-        if verbose:
-            print(f"Induction model loaded from the course cache ({path.name}).")
-    except Exception:  # noqa: BLE001 - missing or damaged: train it again
-        if verbose:
-            print(f"Training the induction model ({RECIPE['steps']} steps); it is cached for next time.")
-        model, history = train_from_recipe(device)
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        _write(path, {"state": state, "history": [list(row) for row in history]})
+    with _training_lock(path):  # two kernels started at once: the second waits and loads what the first trained
+        model, history = _load(path, device)
+        if model is not None:
+            if verbose:
+                print(f"Induction model loaded from the course cache ({path.name}).")
+        else:
+            if verbose:
+                print(f"Training the induction model ({RECIPE['steps']} steps); it is cached for next time.")
+            model, history = train_from_recipe(device)
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            _write(path, {"state": state, "history": [list(row) for row in history]})
     model.eval()
     model.history = history
     return model
