@@ -54,6 +54,8 @@ KNOWN_IMPORTS = {
     "Int": "from jaxtyping import Int",
     "Config": "from c1p1.config import Config",
     "tqdm": "from tqdm.auto import tqdm",
+    "copy": "import copy",
+    "replace": "from dataclasses import replace",
 }
 BUILTINS = set(dir(builtins))
 
@@ -162,6 +164,9 @@ def part_module(stem: str, code: str, earlier: dict[str, str], notebook: str) ->
         else:
             local = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
             local |= {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
+            # A name imported inside a function (a heavy package loaded only when that function runs).
+            local |= {a.asname or a.name.split(".")[0] for n in ast.walk(tree)
+                      if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names}
             if name not in local:
                 raise ValueError(f"{notebook}: exported code uses {name!r}; add it to KNOWN_IMPORTS in c1p1/build.py")
     header = [

@@ -95,6 +95,12 @@ _TABLE = (
     ("test_sample_next_token", "12_sampling", "sample_next_token", "sample_next_token"),
     ("test_generate", "12_sampling", "generate", "generate"),
     ("test_beam_search", "12_sampling", "beam_search", "beam_search"),
+    ("test_prev_token_score", "14_induction_heads", "prev_token_score", "prev_token_score"),
+    ("test_induction_score", "14_induction_heads", "induction_score", "induction_score"),
+    ("test_full_ov_circuit", "14_induction_heads", "full_ov_circuit", "full_ov_circuit"),
+    ("test_full_qk_circuit", "14_induction_heads", "full_qk_circuit", "full_qk_circuit"),
+    ("test_composition_score", "14_induction_heads", "composition_score", "composition_score"),
+    ("test_ablate_head", "14_induction_heads", "ablate_head", "ablate_head"),
 )
 
 CHECKS: dict[str, CheckInfo] = {

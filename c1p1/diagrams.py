@@ -626,6 +626,41 @@ def hook_map() -> Figure:
     return fig
 
 
+def induction_circuit() -> Figure:
+    fig, ax = canvas(12, 5.9, "The induction circuit: find the earlier A, copy the B that followed it")
+    cols = {"k-1": 1.3, "k": 3.6, "q": 8.1}
+    base, top = 0.95, 4.75
+    for x in cols.values():
+        arrow(ax, (x, base + 0.35), (x, top), kind="resid", lw=3, head=False, z=2)
+    for name, token in (("k-1", "A"), ("k", "B"), ("q", "A")):
+        box(ax, Box(cols[name], base, 1.25, 0.6), [f"token {token}", f"position {name}"], size=SMALL_TEXT, bold_first=True)
+    text(ax, 5.85, base, "…  (other tokens)  …", size=SMALL_TEXT, color=MUTED)
+    # Layer 0: the previous-token head moves A from position k-1 into position k.
+    region(ax, 0.35, 1.55, 11.75, 2.75, "attn", amount=0.1)
+    text(ax, 0.5, 2.55, "layer 0", size=SMALL_TEXT, ha="left", weight="bold")
+    prev = box(ax, Box(2.45, 2.05, 1.55, 0.62), ["previous-token", "head"], kind="attn", size=SMALL_TEXT)
+    arrow(ax, (cols["k-1"], 2.05), prev.left, kind="attn")
+    arrow(ax, prev.right, (cols["k"] - 0.05, 2.05), kind="attn")
+    node(ax, cols["k"], 2.05, "+", r=0.12)
+    lines(ax, 5.9, 2.1, ["OV writes \"the previous token was A\"", "into position k's residual stream"], size=SMALL_TEXT)
+    # Layer 1: the induction head at q matches its query (A) with k's key (previous token A) and copies B.
+    region(ax, 0.35, 2.95, 11.75, 4.45, "attn", amount=0.1)
+    text(ax, 0.5, 4.25, "layer 1", size=SMALL_TEXT, ha="left", weight="bold")
+    key = box(ax, Box(cols["k"], 3.45, 1.75, 0.62), ["key: W_K reads", "\"previous token A\""], kind="qk", size=SMALL_TEXT)
+    query = box(ax, Box(cols["q"], 3.45, 1.75, 0.62), ["query: W_Q reads", "\"current token A\""], kind="qk", size=SMALL_TEXT)
+    arrow(ax, (query.left[0], 3.55), (key.right[0], 3.55), kind="attn", lw=2.2)
+    lines(ax, 5.85, 3.82, ["induction head attends q → k", "(QK: A matches A)"], size=SMALL_TEXT)
+    lines(ax, 5.85, 3.2, ["K-composition: the key", "reads layer 0's output"], size=SMALL_TEXT, color=MUTED)
+    value = box(ax, Box(cols["k"], 4.12, 1.75, 0.42), ["value: token B"], kind="ov", size=SMALL_TEXT)
+    arrow(ax, value.right, (cols["q"] - 0.05, 4.12), kind="attn", lw=2.2)
+    node(ax, cols["q"], 4.12, "+", r=0.12)
+    lines(ax, 5.85, 4.28, ["OV copies B to position q"], size=SMALL_TEXT)
+    out = box(ax, Box(10.35, 5.1, 2.1, 0.62), ["logits at q:", "predict B"], kind="embed", size=SMALL_TEXT, bold_first=True)
+    arrow(ax, (cols["q"], top), (cols["q"], 5.1), out.left, kind="resid")
+    legend(ax, 0.35, 0.25, ["resid", "attn", "embed"])
+    return fig
+
+
 DIAGRAMS: dict[str, Callable[[], Figure]] = {
     "architecture.svg": architecture,
     "transformer_block.svg": transformer_block,
@@ -637,6 +672,7 @@ DIAGRAMS: dict[str, Callable[[], Figure]] = {
     "layernorm.svg": layernorm,
     "fused_mha.svg": fused_mha,
     "hook_map.svg": hook_map,
+    "induction_circuit.svg": induction_circuit,
 }
 
 

@@ -68,12 +68,27 @@ def perturb(out: object) -> object:
         return out + 1
     if isinstance(out, tuple | list):
         return type(out)(perturb(o) for o in out)
+    if isinstance(out, nn.Module):
+        return _Perturbed(out)
+    if type(out).__name__ == "FactoredMatrix":
+        return type(out)(perturb(out.A), out.B)
     if isinstance(out, float):
         return out * 1.5 + 0.5
     if isinstance(out, torch.optim.Optimizer):
         for group in out.param_groups:
             group["weight_decay"] = group["weight_decay"] * 1.5 + 0.5
     return out
+
+
+class _Perturbed(nn.Module):
+    """A returned model (e.g. an ablated copy) whose every output is perturbed."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args, **kwargs):
+        return perturb(self.inner(*args, **kwargs))
 
 
 def wrong_version(obj: object) -> object:
