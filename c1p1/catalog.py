@@ -74,6 +74,11 @@ _TABLE = (
     ("test_top_p_logits", "12_sampling", "top_p_logits", "top_p_logits"),
     ("test_sample_next_token", "12_sampling", "sample_next_token", "sample_next_token"),
     ("test_generate", "12_sampling", "generate", "generate"),
+    ("test_kv_cache", "13_kv_cache", "KVCache", "KVCache"),
+    ("test_cached_attention", "13_kv_cache", "CachedAttention", "CachedAttention"),
+    ("test_cached_pos_embed", "13_kv_cache", "CachedPosEmbed", "CachedPosEmbed"),
+    ("test_cached_transformer", "13_kv_cache", "CachedTransformer", "CachedTransformer"),
+    ("test_generate_with_cache", "13_kv_cache", "generate_with_cache", "generate_with_cache"),
 )
 
 CHECKS: dict[str, CheckInfo] = {
