@@ -83,21 +83,27 @@ def time_generation(ref, n_new: int = NEW_TOKENS, repeats: int = REPEATS) -> dic
           f"HF vs reference logits max |diff| {diff:.1e}")
     print(f"  load average before: {load()} on {os.cpu_count()} cores")
 
-    def run_cached():
-        return generate_with_cache(cached, prompt, n_new, temperature=0.0)
+    def run_cached(n: int = n_new):
+        return generate_with_cache(cached, prompt, n, temperature=0.0)
 
-    def run_hf():
+    def run_hf(n: int = n_new):
         with torch.inference_mode():
-            return hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n_new, do_sample=False)
+            return hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n, do_sample=False)
+
+    def sync() -> None:
+        if ref.device.type == "cuda":
+            torch.cuda.synchronize()
 
     def timed(fn):
+        sync()
         start = time.perf_counter()
         out = fn()
+        sync()
         return time.perf_counter() - start, out
 
     times: dict[str, list[float]] = {"cached": [], "hf": []}
     outs = {}
-    run_cached(), run_hf()  # warm-up: first-call allocations
+    run_cached(5), run_hf(5)  # warm-up: first-call allocations
     for i in range(repeats):
         for name, fn in (("cached", run_cached), ("hf", run_hf)):
             seconds, outs[name] = timed(fn)
