@@ -176,6 +176,10 @@ class CountingModel(nn.Module):
         if not self.calls:
             self.first_past = cache.n_positions  # more than 0: a cache brought over from an earlier call
         self.calls.append(tokens.shape[1])
+        if tokens.dtype.is_floating_point or int(tokens.min()) < 0 or int(tokens.max()) >= self.cfg.d_vocab:
+            # checked before any lookup, so that a bad id can never reach a GPU's embedding as a device-side assert
+            raise ValueError(f"the model was fed token ids outside 0 .. {self.cfg.d_vocab - 1} (or not integers): "
+                             "feed it the sampled ids, sample_next_token's output, unchanged")
         if cache.n_positions + tokens.shape[1] > self.cfg.n_ctx:
             raise ValueError(f"{cache.n_positions} cached + {tokens.shape[1]} new positions is more than n_ctx")
         return cached_logits([tokens], self.p, self.cfg, cache), cache
