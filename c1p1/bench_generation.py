@@ -112,9 +112,10 @@ def time_generation(ref, n_new: int = NEW_TOKENS, repeats: int = REPEATS) -> dic
             naive_seconds, outs["naive"] = timed(lambda: naive_generate(naive, prompt, n_new))
     rate = {"naive": n_new / naive_seconds, **{k: n_new / statistics.median(v) for k, v in times.items()}}
     spread = {k: f"{min(n_new / t for t in v):.1f}-{max(n_new / t for t in v):.1f}" for k, v in times.items()}
-    _, cache = cached(prompt)  # a cache as full as at the end of a run: prompt + n_new - 1 positions
-    for token in outs["cached"][0, PROMPT_TOKENS:-1]:
-        _, cache = cached(token.view(1, 1), cache)
+    with torch.inference_mode():  # (with autograd on, every step's graph would stay alive through the cache)
+        _, cache = cached(prompt)  # a cache as full as at the end of a run: prompt + n_new - 1 positions
+        for token in outs["cached"][0, PROMPT_TOKENS:-1]:
+            _, cache = cached(token.view(1, 1), cache)
     same = torch.equal(outs["cached"], outs["naive"]) and torch.equal(outs["cached"].cpu(), outs["hf"].cpu())
     print(f"  naive loop (notebook 09, the whole sequence every step)  {rate['naive']:6.1f} tokens/s (1 run)")
     print(f"  cached (notebook 13, generate_with_cache)                {rate['cached']:6.1f} tokens/s "
