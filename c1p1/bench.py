@@ -7,6 +7,7 @@ Usage: ``python -m c1p1.bench`` (or ``make bench``). It prints figures and asser
 - the canonical ``DemoTransformer`` (the reference's weights loaded strictly) against the reference
   bridge's forward pass on the same tokens: the reference sentence and a batch of 4 x 128 tokens,
   median of 7 alternating runs each, with the ratio and the largest logit difference;
+- generation with and without the KV cache, against Hugging Face's ``generate`` (``c1p1.bench_generation``);
 - the process's peak resident memory.
 
 Run it with ``OMP_NUM_THREADS=1`` (as ``make bench`` does) for figures comparable between machines.
@@ -124,6 +125,9 @@ def main() -> int:
     print(f"  activations (sentence and batch)  {seconds(cached - loaded)}")
     time_checks()
     time_model(ref)
+    from c1p1.bench_generation import time_generation
+
+    time_generation(ref)
     print(f"\nPeak resident memory: {peak_rss_mib():.0f} MiB; whole run {time.perf_counter() - start:.1f} s.")
     return 0
 

@@ -223,6 +223,14 @@ def move(module: nn.Module, device: torch.device, test: str) -> nn.Module:
         learner_raised(test, f"moving {type(module).__name__} to {device}", exc)
 
 
+def build_for_loading(cls: type[nn.Module], test: str, cfg: Config, device: torch.device) -> nn.Module:
+    """The learner's module built without random initial values (every one is loaded next), on ``device``."""
+    __tracebackhide__ = True
+    with SkipRandomInit():
+        module = build(cls, test, cfg)
+    return move(module, device, test)
+
+
 def load_strict(
     module: nn.Module,
     params: dict[str, Tensor],
