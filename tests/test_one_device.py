@@ -8,7 +8,8 @@ every solution notebook (the exercise notebooks and `c1p1.parts` are generated f
 - every module built outside a class (`LayerNorm(cfg)`, `parts.DemoTransformer(cfg)`, `nn.Linear(...)`)
   is moved in the same expression: `LayerNorm(cfg).to(device)`;
 - every tensor factory (`torch.zeros`, `torch.arange`, `torch.randn`, ...) outside a module's `__init__`
-  names its device (`device=...`) or is moved in the same expression (`torch.randn(..., generator=g).to(device)`);
+  names its device (`device=...`) or is moved in the same expression (`torch.randn(..., generator=g).to(device)`),
+  unless its line says it stays `on the host` (a table for a plot, seeded data moved by its caller);
 - no code names a device by hand (`"cuda"`, `"cpu"`, `.cuda()`). Bringing a result back with `.cpu()` to print
   or plot it is fine.
 
@@ -79,8 +80,10 @@ def inside_class(node: ast.AST) -> bool:
 def problems_in(source: str, label: str, classes: set[str]) -> list[str]:
     found = []
     tree = with_parents(ast.parse(source))
+    lines = source.splitlines()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and node.value in {"cuda", "cpu", "cuda:0"}:
+        compared = isinstance(getattr(node, "parent", None), ast.Compare)  # `device.type == "cuda"` asks, it does not choose
+        if isinstance(node, ast.Constant) and node.value in {"cuda", "cpu", "cuda:0"} and not compared:
             found.append(f"{label}: names the device {node.value!r} by hand; use `device` (reference.device)")
         if not isinstance(node, ast.Call):
             continue
@@ -94,7 +97,8 @@ def problems_in(source: str, label: str, classes: set[str]) -> list[str]:
             found.append(f"{line}: a module built without `.to(device)`")
         is_factory = func in {f"torch.{name}" for name in FACTORIES}
         has_device = any(k.arg == "device" for k in node.keywords)
-        if is_factory and not has_device and not moved(node) and not inside_init(node):
+        on_host = "on the host" in lines[node.lineno - 1]
+        if is_factory and not has_device and not moved(node) and not inside_init(node) and not on_host:
             found.append(f"{line}: a tensor made without `device=`")
     return found
 

@@ -53,7 +53,7 @@ class AttnOnlyTransformer(nn.Module):
 def repeated_tokens(batch: int, seq_len: int, d_vocab: int, seed: int) -> Int[Tensor, "batch two_seq_len"]:
     """seq_len random tokens followed by the same seq_len tokens again, drawn on the CPU from a seeded generator."""
     gen = torch.Generator().manual_seed(seed)
-    first = torch.randint(0, d_vocab, (batch, seq_len), generator=gen)  # (batch, seq_len)
+    first = torch.randint(0, d_vocab, (batch, seq_len), generator=gen)  # (batch, seq_len), on the host: callers move it
     return torch.cat([first, first], dim=1)  # (batch, 2 * seq_len)
 
 
@@ -61,9 +61,9 @@ def periodic_tokens(
     batch: int, n_ctx: int, d_vocab: int, min_period: int, max_period: int, gen: torch.Generator
 ) -> Int[Tensor, "batch n_ctx"]:
     """Training data: each sequence repeats its own random block, of min_period..max_period tokens, n_ctx long."""
-    block = torch.randint(0, d_vocab, (batch, max_period), generator=gen)  # (batch, max_period)
-    period = torch.randint(min_period, max_period + 1, (batch, 1), generator=gen)  # (batch, 1)
-    index = torch.arange(n_ctx) % period  # (batch, n_ctx): position i reads block[i mod period]
+    block = torch.randint(0, d_vocab, (batch, max_period), generator=gen)  # (batch, max_period), on the host
+    period = torch.randint(min_period, max_period + 1, (batch, 1), generator=gen)  # (batch, 1), on the host
+    index = torch.arange(n_ctx) % period  # on the host; (batch, n_ctx): position i reads block[i mod period]
     return block.gather(1, index)  # (batch, n_ctx)
 
 
