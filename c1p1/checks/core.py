@@ -51,6 +51,8 @@ from c1p1.checks.learner import (
     load_strict,
     move,
     not_done,
+    parameter_versions,
+    parameters_untouched,
     passed,
     size_hint,
 )
@@ -75,7 +77,7 @@ from c1p1.checks.verdict import (
 
 __all__ = [
     "ATOL", "MISTAKE_ATOL", "MISTAKE_RTOL", "IN_PLACE", "ONE_TENSOR", "PREFLIGHT", "REFERENCE_RUNS", "RTOL", "SMALL", "Advice", "Case", "CheckFailed", "Mismatch", "Mistake",
-    "NotDoneYet", "ShapeHints", "build", "build_for_loading", "call", "compare", "describe", "expect_function", "expect_module_class",
+    "NotDoneYet", "ShapeHints", "build", "parameter_versions", "parameters_untouched", "build_for_loading", "call", "compare", "describe", "expect_function", "expect_module_class",
     "explain", "fail", "judge", "learner_frame", "learner_raised", "load_strict", "matches", "move", "named_shape",
     "not_done", "passed", "random_input", "random_params", "random_tokens", "reference", "run_cases", "size_hint",
     "summary", "vet_output", "weights_label", "where",
