@@ -14,6 +14,20 @@ from c1p1 import environment
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The exact pins hold in the course's own .venv; a hosted install (another torch) is tested by its own test.
+in_course_venv = pytest.mark.skipif(
+    __import__("pathlib").Path(__import__("sys").prefix).resolve()
+    != (__import__("pathlib").Path(__file__).resolve().parent.parent / ".venv").resolve(),
+    reason="describes the course's own .venv",
+)
+
+
+@pytest.fixture(autouse=True)
+def not_a_hosted_install(monkeypatch, tmp_path):
+    """These tests describe the course's own .venv, also when the suite runs on a hosted install."""
+    monkeypatch.setattr(environment, "HOSTED_MARK", tmp_path / "no-hosted-install")
+
+
 def load_bootstrap(root: Path = ROOT):
     spec = importlib.util.spec_from_file_location("bootstrap", root / "tools" / "bootstrap.py")
     module = importlib.util.module_from_spec(spec)
@@ -92,6 +106,7 @@ def test_no_pip_configuration_means_the_default_index(copy):
     assert "--index-url" not in args and constraint_args == [] and env == {}
 
 
+@in_course_venv
 def test_environment_check_reports_a_locked_package_that_differs(monkeypatch, capsys):
     real = metadata.version
     monkeypatch.setattr(environment.metadata, "version", lambda name: "0.0.1" if name == "fsspec" else real(name))
