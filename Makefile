@@ -72,7 +72,7 @@ diagrams: venv
 test: check-lock venv data check-generated lint
 	$(TEST_ENV) $(PY) -m c1p1.diagrams --check
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadscope -q -p no:randomly \
-		--nbval-lax --nbval-current-env tests solutions
+		--nbval-lax --nbval-kernel-name c1p1-fork tests solutions
 
 grade: venv
 	$(TEST_ENV) $(PY) -m c1p1.grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --csv grades.csv

@@ -369,15 +369,18 @@ def load_reference(verbose: bool = True) -> Reference:
     key = str(device)
     if key not in _LOADED:
         kind, detail = decide()
-        try:
-            bridge, source = build_bridge(kind, detail, device)
-        except Exception as exc:  # a broken download or a damaged cache: the course still runs, and says why
-            if kind != "gpt2" or _choice() == "gpt2":
-                raise
-            where = "the local cache" if detail == "cache" else "the Hugging Face hub"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            kind, detail = "stand-in", f"GPT-2 could not be loaded from {where}: {type(exc).__name__}: {first}"[:300]
-            bridge, source = build_bridge(kind, detail, device)
+        # Building initialises Hugging Face modules before their weights arrive; the learner's random stream must
+        # not depend on whether this kernel had loaded the reference before (a re-run cell gives the same numbers).
+        with torch.random.fork_rng(devices=[]):
+            try:
+                bridge, source = build_bridge(kind, detail, device)
+            except Exception as exc:  # a broken download or a damaged cache: the course still runs, and says why
+                if kind != "gpt2" or _choice() == "gpt2":
+                    raise
+                where = "the local cache" if detail == "cache" else "the Hugging Face hub"
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                kind, detail = "stand-in", f"GPT-2 could not be loaded from {where}: {type(exc).__name__}: {first}"[:300]
+                bridge, source = build_bridge(kind, detail, device)
         _LOADED[key] = Reference(
             model=bridge, tokenizer=bridge.tokenizer, kind=kind, source=source, device=device, detail=detail
         )

@@ -20,7 +20,7 @@ STUB_ERRORS = {"NotImplementedError", "NotDoneYet"}
 def execute(path: Path) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        nb, timeout=300, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
+        nb, timeout=300, kernel_name="c1p1-fork", allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
     )
     client.execute()
     return nb
