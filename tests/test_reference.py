@@ -119,7 +119,11 @@ def test_a_failed_download_falls_back_to_the_stand_in_and_says_why(monkeypatch, 
     monkeypatch.setattr(ref_module, "_LOADED", {})
     monkeypatch.setattr(ref_module, "decide", lambda: ("gpt2", "download"))
     monkeypatch.setattr(GPT2LMHeadModel, "from_pretrained", broken)
+    torch.manual_seed(0)
     loaded = ref_module.load_reference()
+    drawn = torch.rand(3)  # (3,)
+    torch.manual_seed(0)
+    assert torch.equal(drawn, torch.rand(3)), "building the reference moved the learner's random stream"
     assert loaded.kind == "stand-in" and not loaded.is_real
     line = capsys.readouterr().out
     assert "GPT-2 could not be loaded from the Hugging Face hub: OSError: Connection reset by peer" in line
