@@ -31,7 +31,8 @@ from typing import Any
 from jupyter_client.provisioning import LocalProvisioner
 
 SWITCH_ENV = "C1P1_FORK_KERNEL"  # "0" turns the forking off
-PER_KERNEL_ENV = ("JPY_",)  # variables jupyter_client sets per kernel; every other one must match the zygote's
+# Variables set per kernel (jupyter_client's) or per test (pytest's); every other one must match the zygote's.
+PER_KERNEL_ENV = ("JPY_", "PYTEST_CURRENT_TEST")
 
 
 def _import_key(env: dict[str, str]) -> tuple[tuple[str, str], ...]:

@@ -16,7 +16,7 @@ import time
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from c1p1.fork_kernel import ForkedProcess, ForkProvisioner, _import_key
+from c1p1.fork_kernel import ForkedProcess, ForkProvisioner, Zygote, _import_key
 
 KERNEL = "c1p1-fork"
 
@@ -78,8 +78,10 @@ def test_an_interrupt_reaches_a_running_cell(kernel):
     assert run(kc, "print(6 * 7)").strip() == "42"  # the kernel is still usable
 
 
-def test_shutdown_leaves_no_process(tmp_path):
+def test_a_second_kernel_comes_from_the_same_zygote_and_shutdown_leaves_no_process(kernel, tmp_path):
+    zygote = Zygote._current.process.pid  # the fixture's kernel, started during another test
     km, kc = start_new_kernel(kernel_name=KERNEL, cwd=str(tmp_path), startup_timeout=120)
+    assert Zygote._current.process.pid == zygote, "a new zygote for each test: the saving is lost"
     pid = km.provisioner.pid
     kc.stop_channels()
     km.shutdown_kernel()
@@ -111,6 +113,6 @@ def test_forked_process_polls_waits_and_kills():
 
 def test_only_per_kernel_variables_may_differ_from_the_zygote():
     base = {"PATH": "/bin", "C1P1_QUICK": "1"}
-    assert _import_key({**base, "JPY_PARENT_PID": "1", "JPY_SESSION_NAME": "x"}) == _import_key(base)
+    assert _import_key({**base, "JPY_PARENT_PID": "1", "PYTEST_CURRENT_TEST": "t.py::test (call)"}) == _import_key(base)
     assert _import_key({**base, "C1P1_QUICK": "0"}) != _import_key(base)
     assert _import_key({**base, "TQDM_DISABLE": "1"}) != _import_key(base)
