@@ -7,8 +7,8 @@ work, and forks every new kernel from it. The forked kernel is an ordinary ipyke
 working directory, environment and process group; `load_reference()` in it finds the reference already built (its
 own copy-on-write copy).
 
-Only the test suite uses it, through the kernel spec `tests/jupyter/kernels/c1p1-fork` (`pytest --nbval-kernel-name
-c1p1-fork`; `tests/conftest.py` puts that folder on `JUPYTER_PATH`). Learners, JupyterLab and `make grade` start
+The test suite and the grader use it through the kernel spec `c1p1-fork` (`c1p1/jupyter/kernels/c1p1-fork`, put
+on `JUPYTER_PATH` by `use()`): `pytest --nbval-kernel-name c1p1-fork`, `make grade`. Learners and JupyterLab start
 ordinary kernels. Any problem (no `fork` on this system, `C1P1_FORK_KERNEL=0`, a zygote that failed to start)
 falls back to launching the kernel the ordinary way.
 
@@ -26,10 +26,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from jupyter_client.provisioning import LocalProvisioner
 
+KERNEL_NAME = "c1p1-fork"
+SPEC_DIR = Path(__file__).resolve().parent / "jupyter"  # holds kernels/c1p1-fork/kernel.json
 SWITCH_ENV = "C1P1_FORK_KERNEL"  # "0" turns the forking off
 # Variables set per kernel (jupyter_client's) or per test (pytest's); every other one must match the zygote's.
 PER_KERNEL_ENV = ("JPY_", "PYTEST_CURRENT_TEST")
@@ -120,6 +123,23 @@ class Zygote:
                     zygote.close()
                 cls._current = zygote = cls(env)
             return zygote
+
+
+def use() -> str:
+    """Make the kernel spec findable by this process and the ones it starts; return its name."""
+    paths = os.environ.get("JUPYTER_PATH", "").split(os.pathsep)
+    if str(SPEC_DIR) not in paths:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([str(SPEC_DIR), *filter(None, paths)])
+    return KERNEL_NAME
+
+
+def warm(env: dict[str, str] | None = None) -> None:
+    """Start the zygote for this environment now (about 7 s), so that it does not count against a kernel's clock."""
+    if forking_available():
+        try:
+            Zygote.for_env(dict(env or os.environ))
+        except (OSError, RuntimeError, ValueError):
+            pass  # the first launch falls back to an ordinary kernel and says why
 
 
 def forking_available() -> bool:

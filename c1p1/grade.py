@@ -14,7 +14,8 @@ Layouts of DIR that are understood (they can be mixed):
   notebook calls.
 
 Each notebook is run on a copy in a temporary folder (the learner's file is only read, never
-written), in its own fresh "python3" kernel, with ``HF_HUB_OFFLINE=1 TQDM_DISABLE=1``, errors
+written), in its own fresh kernel (forked from a process that has already imported torch and TransformerLens
+and built the reference, ``c1p1/fork_kernel.py``; ``C1P1_FORK_KERNEL=0`` starts ordinary ones), with ``HF_HUB_OFFLINE=1 TQDM_DISABLE=1``, errors
 allowed (a failing cell does not stop the next), and a time limit for the whole notebook: a
 notebook that hangs or loops costs at most ``--timeout`` seconds, then its kernel is killed and its
 remaining checks are "not run". A kernel that dies gives "not run" too. At most two notebooks run at
@@ -180,7 +181,12 @@ def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> Note
     import nbformat
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+    from c1p1 import fork_kernel
+
+    kernel = fork_kernel.use()
     report = NotebookReport(learner, notebook, path)
+    env = {**KERNEL_ENV_DEFAULTS, **os.environ, **KERNEL_ENV}
+    fork_kernel.warm(env)  # once per grading process, before the notebook's clock starts
     start = time.monotonic()
     deadline = start + timeout
     with tempfile.TemporaryDirectory(prefix="c1p1-grade-") as tmp:
@@ -193,12 +199,11 @@ def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> Note
             report.seconds = time.monotonic() - start
             return report
         log = Path(tmp) / LOG_NAME
-        env = {**KERNEL_ENV_DEFAULTS, **os.environ, **KERNEL_ENV}
         client = _client_class()(
             nb,
             timeout=max(1, int(timeout)),
             startup_timeout=max(1, int(min(60, timeout))),
-            kernel_name="python3",
+            kernel_name=kernel,
             allow_errors=True,
             shutdown_kernel="immediate",
             resources={"metadata": {"path": tmp}},
