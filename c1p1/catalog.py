@@ -77,6 +77,7 @@ _TABLE = (
     ("test_transformer_block", "07_transformer_block", "TransformerBlock", "TransformerBlock"),
     ("test_unembed", "08_unembed", "Unembed", "Unembed"),
     ("test_logit_lens", "08_unembed", "logit_lens", "logit_lens"),
+    ("test_direct_logit_attribution", "08_unembed", "direct_logit_attribution", "direct_logit_attribution"),
     ("test_demo_transformer", "09_full_model", "DemoTransformer", "DemoTransformer"),
     ("test_get_log_probs", "09_full_model", "get_log_probs", "get_log_probs"),
     ("test_multihead_attention", "10_multihead_attention", "MultiHeadAttention", "MultiHeadAttention"),
