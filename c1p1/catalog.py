@@ -72,6 +72,7 @@ _TABLE = (
     ("test_pos_embed", "03_pos_embed", "PosEmbed", "PosEmbed"),
     ("test_causal_mask", "04_causal_mask", "Attention.apply_causal_mask", "MaskedAttention.apply_causal_mask"),
     ("test_attention", "05_attention", "Attention", "Attention"),
+    ("test_top_token_pairs", "05_attention", "top_token_pairs", "top_token_pairs"),
     ("test_mlp", "06_mlp", "MLP", "MLP"),
     ("test_neuron_logit_effect", "06_mlp", "neuron_logit_effect", "neuron_logit_effect"),
     ("test_transformer_block", "07_transformer_block", "TransformerBlock", "TransformerBlock"),
