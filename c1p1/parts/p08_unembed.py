@@ -21,7 +21,7 @@ class Unembed(nn.Module):
         nn.init.normal_(self.W_U, std=cfg.init_range)
 
     def forward(self, normalized_resid_final: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_vocab"]:
-        """Return normalized_resid_final @ W_U + b_U: the logits at every position."""
+        """Return the logits at every position: one score per vocabulary token, from W_U and b_U."""
         ### BEGIN SOLUTION
         logits = normalized_resid_final @ self.W_U  # (batch, posn, d_vocab)
         logits += self.b_U  # in place is safe on a tensor we just made, and spares a second 50257-wide copy
