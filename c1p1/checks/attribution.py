@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from c1p1.checks import core
-from c1p1.checks.lens import _LnFinal, layer_norm
+from c1p1.checks.lens import _LnFinal, call_lending_W_U, final_params, layer_norm
 from c1p1.config import Config
 
 TEST = "test_direct_logit_attribution"
@@ -175,10 +175,8 @@ def random_terms_cache(cfg: Config, batch: int, posn: int, seed: int, device: to
 def attribution_cases():
     """The cases one at a time, so that a failure on the first never pays for the others."""
     ref = core.reference()
-    params = ref.params()
     cfg = Config()
-    w, b = params["ln_final.w"], params["ln_final.b"]
-    W_U, b_U = params["unembed.W_U"], params["unembed.b_U"]
+    w, b, W_U, b_U = final_params(ref)
     paris = int(ref.to_tokens(" Paris")[0, -1])
     yield _case(f"the reference sentence, the last position, token {paris} (' Paris'), {core.weights_label(ref)}",
                 ref.activations("sentence"), w, b, cfg.layer_norm_eps, W_U, b_U, cfg.n_layers, paris, -1)
@@ -193,29 +191,6 @@ def attribution_cases():
                 small.layer_norm_eps, p["unembed.W_U"], p["unembed.b_U"], small.n_layers, 7, 2)
 
 
-def _call_lending_W_U(fn: Callable, W_U: Tensor, args: tuple) -> Tensor:
-    """Call the learner's function with the reference's own W_U, watched, instead of a 154 MB copy of it.
-
-    `core.call` clones every tensor argument and compares it afterwards; for GPT-2's W_U that is most of
-    the check's time. W_U is lent instead and its version counter (bumped by any in-place write, through
-    any view) tells whether the learner wrote into it; if so the reference is reloaded and the check fails.
-    """
-    __tracebackhide__ = True
-    version = W_U._version
-
-    def direct_logit_attribution(cache, ln_final, b_U, n_layers, token, position):
-        return fn(cache, ln_final, W_U, b_U, n_layers, token, position)
-
-    try:
-        return core.call(direct_logit_attribution, args, TEST, "direct_logit_attribution")
-    finally:
-        if W_U._version != version:
-            core.reference().reload()
-            core.fail(f"{TEST}: direct_logit_attribution changed W_U in place (the check has reloaded the "
-                      "reference).\nLikely cause: an in-place operation such as `W_U[:, token] *= ...` or "
-                      "`.mul_()` on a column of W_U; write `column = W_U[:, token] * ...`, which makes a new tensor.")
-
-
 def test_direct_logit_attribution(direct_logit_attribution) -> None:
     """Check direct_logit_attribution: each term's share of one logit with ln_final's scale frozen, then the constant."""
     __tracebackhide__ = True
@@ -226,7 +201,8 @@ def test_direct_logit_attribution(direct_logit_attribution) -> None:
         cache, w, b, eps, W_U, b_U, n_layers, token, position = case.inputs
         copies = {k: v.clone() for k, v in cache.items()}  # the learner never sees the reference's own tensors
         ln_final = _LnFinal(w, b, case.cfg).to(W_U.device)
-        out = _call_lending_W_U(fn, W_U, (copies, ln_final, b_U, n_layers, token, position))
+        out = call_lending_W_U(fn, (copies, ln_final, W_U, b_U, n_layers, token, position), TEST,
+                               "direct_logit_attribution")
         core.vet_output(out, case.expected, case.dims, TEST, "the output", SHAPE_HINTS)
         mismatch = core.compare(out, case.expected)
         if mismatch is not None:
