@@ -157,13 +157,17 @@ def residual_hooks(cache) -> dict[str, Tensor]:
     return {k: v for k, v in cache.items() if isinstance(v, Tensor) and any(part in k for part in keep)}
 
 
+def final_params(ref) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """What reads the final stream: ln_final's w and b, then the unembedding's W_U and b_U."""
+    params = ref.params()
+    return params["ln_final.w"], params["ln_final.b"], params["unembed.W_U"], params["unembed.b_U"]
+
+
 def logit_lens_cases():
     """The cases one at a time, so that a failure on the first never pays for the others."""
     ref = core.reference()
-    params = ref.params()
     cfg = Config()
-    w, b = params["ln_final.w"], params["ln_final.b"]
-    W_U, b_U = params["unembed.W_U"], params["unembed.b_U"]
+    w, b, W_U, b_U = final_params(ref)
     yield _case(f"the reference sentence, the last position, {core.weights_label(ref)}",
                 residual_hooks(ref.activations("sentence")), w, b, cfg.layer_norm_eps, W_U, b_U, cfg.n_layers, -1)
     yield _case(f"a batch of two prompts, position 5, {core.weights_label(ref)}",
@@ -177,6 +181,31 @@ def logit_lens_cases():
                 small.layer_norm_eps, p["unembed.W_U"], p["unembed.b_U"], small.n_layers, 2)
 
 
+def call_lending_W_U(fn: Callable, args: tuple, test: str, name: str) -> Tensor:
+    """`core.call` with the reference's own W_U (args[2]) lent and watched, instead of a 154 MB copy of it.
+
+    `core.call` clones every tensor argument and compares it afterwards; for GPT-2's W_U that is most of
+    a check's time. W_U is lent instead, and its version counter (bumped by any in-place write, through
+    any view) tells whether the learner wrote into it: then the reference is reloaded and the check fails.
+    """
+    __tracebackhide__ = True
+    W_U = args[2]
+    version = W_U._version
+
+    def lend(*rest):
+        return fn(*rest[:2], W_U, *rest[2:])
+
+    lend.__name__ = name
+    try:
+        return core.call(lend, args[:2] + args[3:], test, name)
+    finally:
+        if W_U._version != version:
+            core.reference().reload()
+            core.fail(f"{test}: {name} changed W_U in place (the check has reloaded the reference).\nLikely cause: an "
+                      "in-place operation such as `W_U[:, token] *= ...` or `.mul_()` on a slice of W_U; write "
+                      "`x = W_U[:, token] * ...`, which makes a new tensor.")
+
+
 def test_logit_lens(logit_lens) -> None:
     """Check logit_lens: ln_final and the unembedding applied to the stream before block 0 and after every block."""
     __tracebackhide__ = True
@@ -187,8 +216,7 @@ def test_logit_lens(logit_lens) -> None:
         cache, w, b, eps, W_U, b_U, n_layers, position = case.inputs
         copies = {k: v.clone() for k, v in cache.items()}  # the learner never sees the reference's own tensors
         ln_final = _LnFinal(w, b, case.cfg).to(W_U.device)
-        args = (copies, ln_final, W_U, b_U, n_layers, position)
-        out = core.call(fn, args, TEST, "logit_lens")
+        out = call_lending_W_U(fn, (copies, ln_final, W_U, b_U, n_layers, position), TEST, "logit_lens")
         core.vet_output(out, case.expected, case.dims, TEST, "the output", SHAPE_HINTS)
         mismatch = core.compare(out, case.expected)
         if mismatch is not None:

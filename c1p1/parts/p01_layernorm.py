@@ -20,7 +20,7 @@ class LayerNorm(nn.Module):
         self.b = nn.Parameter(torch.zeros(cfg.d_model))  # (d_model,)
 
     def forward(self, residual: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
-        """Return (residual - mean) / sqrt(var + eps) * w + b, with mean and var over d_model."""
+        """Normalise each position over d_model (biased variance, eps inside the root), then scale by w and shift by b."""
         ### BEGIN SOLUTION
         mean = residual.mean(dim=-1, keepdim=True)  # (batch, posn, 1)
         centred = residual - mean  # (batch, posn, d_model)

@@ -21,7 +21,7 @@ class Embed(nn.Module):
         nn.init.normal_(self.W_E, std=cfg.init_range)
 
     def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_model"]:
-        """Return W_E[tokens]: row tokens[b, s] of W_E for every batch b and position s."""
+        """Return row tokens[b, s] of W_E for every batch b and position s: (batch, posn) ids to (batch, posn, d_model)."""
         ### BEGIN SOLUTION
         return self.W_E[tokens]  # (batch, posn, d_model)
         ### END SOLUTION

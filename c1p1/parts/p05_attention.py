@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from jaxtyping import Float
+from jaxtyping import Int
 from torch import Tensor
 from torch import nn
 import einops
@@ -10,7 +11,7 @@ import torch
 from c1p1.config import Config
 from c1p1.parts.p04_causal_mask import MaskedAttention
 
-__all__ = ['Attention']
+__all__ = ['Attention', 'top_token_pairs']
 
 class Attention(MaskedAttention):
     """GPT-2's attention layer, per-head weights; apply_causal_mask and IGNORE come from notebook 04."""
@@ -42,3 +43,19 @@ class Attention(MaskedAttention):
         out = einops.einsum(z, self.W_O, "b q h d, h d m -> b q m")  # (batch, posn, d_model): summed over heads
         return out + self.b_O  # (batch, posn, d_model)
         ### END SOLUTION
+
+
+def top_token_pairs(circuit: "FactoredMatrix", k: int = 10, chunk_rows: int = 1024) -> Int[Tensor, "k 2"]:
+    """The (row, column) of the k largest entries of circuit (A @ B), largest first, chunk_rows rows at a time."""
+    ### BEGIN SOLUTION
+    n_cols = circuit.shape[1]
+    chunk_values, chunk_pairs = [], []
+    for start in range(0, circuit.shape[0], chunk_rows):
+        scores = circuit.A[start : start + chunk_rows] @ circuit.B  # (chunk, n_cols): these rows of the product
+        values, flat = scores.flatten().topk(min(k, scores.numel()))  # (k,), (k,): this chunk's best
+        rows = flat // n_cols + start  # (k,): row numbers in the whole matrix
+        chunk_values.append(values)
+        chunk_pairs.append(torch.stack([rows, flat % n_cols], dim=-1))  # (k, 2)
+    values, pairs = torch.cat(chunk_values), torch.cat(chunk_pairs)  # (n_chunks * k,), (n_chunks * k, 2)
+    return pairs[values.topk(k).indices]  # (k, 2): the k best of all chunks, largest first
+    ### END SOLUTION

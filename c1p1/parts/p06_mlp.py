@@ -31,7 +31,7 @@ class MLP(nn.Module):
         nn.init.normal_(self.W_out, std=cfg.init_range)
 
     def forward(self, normalized_resid_mid: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
-        """Return gelu_new(x @ W_in + b_in) @ W_out + b_out, for every batch entry and position."""
+        """Up to d_mlp through W_in and b_in, gelu_new, then back down through W_out and b_out, at every position."""
         ### BEGIN SOLUTION
         pre = normalized_resid_mid @ self.W_in + self.b_in  # (batch, posn, d_mlp)
         post = gelu_new(pre)  # (batch, posn, d_mlp)
@@ -42,7 +42,7 @@ class MLP(nn.Module):
 def neuron_logit_effect(
     W_out: Float[Tensor, "d_mlp d_model"], W_U: Float[Tensor, "d_model d_vocab"], neurons: Int[Tensor, "n"]
 ) -> Float[Tensor, "n d_vocab"]:
-    """W_out[neurons] @ W_U with each row's mean over the vocabulary subtracted."""
+    """Each neuron's direct effect on every token's logit per unit of activation, centred over the vocabulary."""
     ### BEGIN SOLUTION
     raw = W_out[neurons] @ W_U  # (n, d_vocab): each neuron's value, read by every token's unembedding
     return raw - raw.mean(dim=-1, keepdim=True)  # (n, d_vocab): only differences between logits matter

@@ -24,7 +24,7 @@ class TransformerBlock(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, resid_pre: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
-        """Return resid_post: resid_mid = resid_pre + attn(ln1(resid_pre)), then resid_mid + mlp(ln2(resid_mid))."""
+        """Return resid_post: attention reads ln1 of the stream and adds to it, then the MLP reads ln2 of that and adds."""
         ### BEGIN SOLUTION
         resid_mid = resid_pre + self.attn(self.ln1(resid_pre))  # (batch, posn, d_model)
         return resid_mid + self.mlp(self.ln2(resid_mid))  # (batch, posn, d_model)

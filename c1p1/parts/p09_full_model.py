@@ -28,7 +28,7 @@ class DemoTransformer(nn.Module):
         self.unembed = Unembed(cfg)
 
     def forward(self, tokens: Int[Tensor, "batch posn"]) -> Float[Tensor, "batch posn d_vocab"]:
-        """Return the logits for every position: unembed(ln_final(blocks(embed + pos_embed)))."""
+        """Return the logits for every position: both embeddings, every block in turn, ln_final, then the unembedding."""
         ### BEGIN SOLUTION
         residual = self.embed(tokens) + self.pos_embed(tokens)  # (batch, posn, d_model)
         for block in self.blocks:
