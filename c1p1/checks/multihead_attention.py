@@ -199,7 +199,7 @@ def check_mask_buffer(module: nn.Module, g: Geometry) -> None:
             core.fail(
                 f"{MHA_TEST}: {name} {square} is an nn.Parameter ({where}).\n"
                 "Likely cause: the causal mask was wrapped in nn.Parameter. A mask is not learned: register it "
-                f"with self.register_buffer('mask', torch.triu(torch.ones(context_length, context_length), diagonal=1)), "
+                f"with self.register_buffer('mask', torch.triu(torch.ones(context_length, context_length, dtype=torch.bool), diagonal=1)), "
                 "so it moves with .to(device) but the optimiser never changes it."
             )
     buffers = dict(module.named_buffers())
@@ -216,7 +216,7 @@ def check_mask_buffer(module: nn.Module, g: Geometry) -> None:
     core.fail(
         f"{MHA_TEST}: no buffer of shape (context_length, context_length) = {square} ({where}); your buffers: {have}.\n"
         "Build the causal mask once in __init__ from context_length (not a fixed size) and register it: "
-        "self.register_buffer('mask', torch.triu(torch.ones(context_length, context_length), diagonal=1))."
+        "self.register_buffer('mask', torch.triu(torch.ones(context_length, context_length, dtype=torch.bool), diagonal=1))."
     )
 
 
