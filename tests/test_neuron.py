@@ -47,5 +47,5 @@ def test_the_stub_is_not_done(reference):
 
 
 def test_bad_output_gets_one_clear_message(reference):
-    fails(tests.test_neuron_logit_effect, lambda W_out, W_U, n: W_out @ W_U, "one row per neuron")
+    fails(tests.test_neuron_logit_effect, lambda W_out, W_U, n: W_out[n[:1]] @ W_U, "one row per neuron")  # a row short
     fails(tests.test_neuron_logit_effect, lambda *args: (neuron_logit_effect(*args),), "tuple")
