@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import json
 import os
 from pathlib import Path
 
 import torch
 
+from c1p1.cache import code_fingerprint
 from c1p1.config import Config
 from c1p1.reference import cache_dir, pick_device
 
@@ -71,7 +71,7 @@ def cache_path() -> Path:
             parts.AttnOnlyBlock, parts.AttnOnlyTransformer, parts.periodic_tokens, parts.repeated_tokens,
             parts.loss_by_half, parts.train_induction)
     used += (build, train_from_recipe)
-    recipe = [json.dumps(RECIPE, sort_keys=True), *(inspect.getsource(obj) for obj in used), torch.__version__]
+    recipe = [json.dumps(RECIPE, sort_keys=True), code_fingerprint(*used), torch.__version__]
     digest = hashlib.sha256("\n".join(recipe).encode()).hexdigest()[:16]
     return cache_dir() / f"induction-{digest}.pt"
 
