@@ -209,8 +209,8 @@ def check_mask_buffer(module: nn.Module, g: Geometry) -> None:
     if plain:
         core.fail(
             f"{MHA_TEST}: self.{plain[0]} {square} is a plain tensor attribute, not a buffer ({where}).\n"
-            f"Register it with self.register_buffer('{plain[0]}', ...): a buffer moves with .to(device) and "
-            "is saved with the module; a plain attribute stays behind on the CPU."
+            f"Register it with self.register_buffer('{plain[0]}', ...): a buffer moves with .to(device) "
+            "(and with persistent=False it stays out of the state_dict); a plain attribute stays behind on the CPU."
         )
     have = ", ".join(f"{k} {tuple(v.shape)}" for k, v in buffers.items()) or "none"
     core.fail(
