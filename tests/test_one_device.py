@@ -11,7 +11,7 @@ every solution notebook (the exercise notebooks and `c1p1.parts` are generated f
   names its device (`device=...`) or is moved in the same expression (`torch.randn(..., generator=g).to(device)`),
   unless its line says it stays `on the host` (a table for a plot, seeded data moved by its caller);
 - no code names a device by hand (`"cuda"`, `"cpu"`, `.cuda()`). Bringing a result back with `.cpu()` to print
-  or plot it is fine.
+  or plot it is fine, and `.numpy()` needs it: on CUDA `tensor.numpy()` raises, so it must read `.cpu().numpy()`.
 
 Parameters made in `__init__` move with the module, so they are exempt.
 """
@@ -91,6 +91,8 @@ def problems_in(source: str, label: str, classes: set[str]) -> list[str]:
         line = f"{label}, line {node.lineno}: {ast.unparse(node)[:80]}"
         if isinstance(node.func, ast.Attribute) and node.func.attr == "cuda" and not node.args:
             found.append(f"{line}: moves to a fixed device; use `.to(device)`")
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "numpy" and ".cpu()" not in ast.unparse(node.func.value):
+            found.append(f"{line}: `.numpy()` without `.cpu()` first raises on CUDA; use `.cpu().numpy()`")
         leaf = func.rsplit(".", 1)[-1]
         is_module = leaf in classes and (func == leaf or func in {f"parts.{leaf}", f"nn.{leaf}"})
         if is_module and not inside_class(node) and not moved(node):
@@ -128,10 +130,12 @@ def test_the_guard_sees_each_mistake():
         "y = torch.randn(3, generator=g)\n"
         "z = x.to('cuda')\n"
         "w = x.cuda()\n"
+        "a = x.numpy()\n"
     )
     found = problems_in(bad, "cell", classes)
-    assert len(found) == 6, found
+    assert len(found) == 7, found
     assert problems_in("values = probs.cpu().tolist()\n", "cell", classes) == []  # brought back to print
+    assert problems_in("image = probs[0].detach().cpu().numpy()\n", "cell", classes) == []  # brought back to plot
     good = (
         "ln = LayerNorm(cfg).to(device)\n"
         "lin = nn.Linear(4, 4).eval().to(device)\n"
