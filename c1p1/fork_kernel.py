@@ -34,8 +34,11 @@ from jupyter_client.provisioning import LocalProvisioner
 KERNEL_NAME = "c1p1-fork"
 SPEC_DIR = Path(__file__).resolve().parent / "jupyter"  # holds kernels/c1p1-fork/kernel.json
 SWITCH_ENV = "C1P1_FORK_KERNEL"  # "0" turns the forking off
-# Variables set per kernel (jupyter_client's) or per test (pytest's); every other one must match the zygote's.
-PER_KERNEL_ENV = ("JPY_", "PYTEST_CURRENT_TEST")
+DEBUG_ENV = "C1P1_FORK_DEBUG"  # a file: each new zygote and the variables that caused it are appended there
+# Variables set per kernel (jupyter_client's), per test (pytest's), or by torch in the test process the first time
+# something asks for its compile cache (a folder name, read only when compiling); every other variable must match
+# the zygote's, since its imports may have read it.
+PER_KERNEL_ENV = ("JPY_", "PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR")
 
 
 def _import_key(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
@@ -91,7 +94,7 @@ class Zygote:
         self.key = _import_key(env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "c1p1.fork_kernel"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=None if os.environ.get("C1P1_FORK_DEBUG") else subprocess.DEVNULL, env=env, text=True,
+            stderr=subprocess.DEVNULL, env=env, text=True,
         )
         ready = json.loads(self.process.stdout.readline() or '{"error": "the zygote exited while starting"}')
         if "error" in ready:
@@ -119,6 +122,12 @@ class Zygote:
         with cls._lock:
             zygote = cls._current
             if zygote is None or zygote.key != _import_key(env) or zygote.process.poll() is not None:
+                if os.environ.get(DEBUG_ENV):  # a file to append to: each new zygote and why
+                    why = ("the first" if zygote is None else f"the last exited ({zygote.process.returncode})"
+                           if zygote.process.poll() is not None else
+                           f"the environment changed: {sorted(set(zygote.key) ^ set(_import_key(env)))}")
+                    with open(os.environ[DEBUG_ENV], "a") as log:
+                        print(f"pid {os.getpid()}: new zygote; {why}", file=log)
                 if zygote is not None:
                     zygote.close()
                 cls._current = zygote = cls(env)

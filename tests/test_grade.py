@@ -21,7 +21,7 @@ import pytest
 from c1p1.grade import discover
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 20
+TIMEOUT = 12
 CORRECT_LINE = "return normalised * self.w + self.b"
 
 
