@@ -88,6 +88,7 @@ class Zygote:
     """The warm process of one test process and one environment, and the pipe that asks it for kernels."""
 
     _current: Zygote | None = None
+    _failed: dict[tuple, str] = {}  # environments whose zygote could not start, and why: never retried
     _lock = threading.Lock()
 
     def __init__(self, env: dict[str, str]):
@@ -120,6 +121,8 @@ class Zygote:
     @classmethod
     def for_env(cls, env: dict[str, str]) -> Zygote:
         with cls._lock:
+            if _import_key(env) in cls._failed:  # one failed start (about 7 s) is enough; launch ordinary kernels
+                raise RuntimeError(cls._failed[_import_key(env)])
             zygote = cls._current
             if zygote is None or zygote.key != _import_key(env) or zygote.process.poll() is not None:
                 if os.environ.get(DEBUG_ENV):  # a file to append to: each new zygote and why
@@ -130,7 +133,12 @@ class Zygote:
                         print(f"pid {os.getpid()}: new zygote; {why}", file=log)
                 if zygote is not None:
                     zygote.close()
-                cls._current = zygote = cls(env)
+                cls._current = None
+                try:
+                    cls._current = zygote = cls(env)
+                except (OSError, RuntimeError, ValueError) as exc:
+                    cls._failed[_import_key(env)] = f"the warm process could not start: {exc}"
+                    raise
             return zygote
 
 

@@ -118,3 +118,25 @@ def test_only_per_kernel_variables_may_differ_from_the_zygote():
     assert _import_key({**base, "JPY_PARENT_PID": "1", "PYTEST_CURRENT_TEST": "t.py::test (call)"}) == _import_key(base)
     assert _import_key({**base, "C1P1_QUICK": "0"}) != _import_key(base)
     assert _import_key({**base, "TQDM_DISABLE": "1"}) != _import_key(base)
+
+
+def test_a_zygote_that_cannot_start_is_not_retried(monkeypatch):
+    starts = []
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            starts.append(args)
+            self.stdout = type("Out", (), {"readline": staticmethod(lambda: '{"error": "ImportError: no torch"}\n')})()
+            self.stdin = type("In", (), {"close": staticmethod(lambda: None)})()
+
+        def poll(self):
+            return 1
+
+    monkeypatch.setattr("c1p1.fork_kernel.subprocess.Popen", Broken)
+    monkeypatch.setattr(Zygote, "_current", None)
+    monkeypatch.setattr(Zygote, "_failed", {})
+    env = {"PATH": "/bin", "C1P1_TEST_ONLY": "broken"}
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="no torch"):
+            Zygote.for_env(env)
+    assert len(starts) == 1, "a zygote that failed to start was started again"
