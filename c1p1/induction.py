@@ -23,7 +23,7 @@ from c1p1.config import Config
 from c1p1.reference import cache_dir, pick_device
 
 # Everything that decides the trained weights. Measured on a 2-core CPU: the repeated half's loss falls from
-# about ln(64) = 4.16 to below 0.1, with a previous-token head in layer 0 and one induction head in layer 1.
+# about ln(64) = 4.16 to below 0.1 in about 25 s (1,200 steps), with a previous-token head in layer 0 and one induction head in layer 1.
 RECIPE = {
     "d_vocab": 64,  # tokens 0..63, no meaning: the data are random
     "d_model": 64,
@@ -32,10 +32,10 @@ RECIPE = {
     "n_ctx": 48,  # the longest sequence: 24 random tokens repeated once
     "init_range": 0.1,
     "steps": 1200,
-    "batch": 64,
+    "batch": 32,
     "lr": 1e-2,
     "weight_decay": 0.01,
-    "min_period": 3,  # each training sequence repeats a random block of 3 to 24 tokens
+    "min_period": 6,  # each training sequence repeats a random block of 6 to 24 tokens
     "seed": 0,
 }
 SEQ_LEN = 24  # the evaluation sequences: SEQ_LEN random tokens, then the same tokens again

@@ -374,3 +374,23 @@ def test_ablating_the_induction_head_costs_a_nat_and_an_unrelated_head_barely_ma
               for h in range(model.heads_per_layer[0]) if h != prev}
     unrelated = min(others, key=others.get)
     assert abs(others[unrelated] - base) < 0.1, (unrelated, others, base)
+
+
+# ------------------------------------------------------------------------------- the data
+
+
+def test_repeated_tokens_never_repeat_a_token_within_a_half():
+    tokens = parts.repeated_tokens(64, 24, 64, seed=3)  # (64, 48)
+    first, second = tokens[:, :24], tokens[:, 24:]
+    assert torch.equal(first, second)
+    assert all(len(set(row.tolist())) == 24 for row in first), "each token of the repeat needs one earlier occurrence"
+    assert int(tokens.min()) >= 0 and int(tokens.max()) < 64
+    assert torch.equal(tokens, parts.repeated_tokens(64, 24, 64, seed=3)), "seeded: the same batch every time"
+    with pytest.raises(ValueError, match="different tokens"):
+        parts.repeated_tokens(1, 65, 64, seed=0)
+
+
+def test_periodic_tokens_repeat_their_block():
+    tokens = parts.periodic_tokens(16, 48, 64, 6, 24, torch.Generator().manual_seed(0))  # (16, 48)
+    periods = [next(p for p in range(6, 25) if torch.equal(row[p:], row[:-p])) for row in tokens]
+    assert all(6 <= p <= 24 for p in periods) and len(set(periods)) > 1, periods

@@ -51,9 +51,12 @@ class AttnOnlyTransformer(nn.Module):
 
 
 def repeated_tokens(batch: int, seq_len: int, d_vocab: int, seed: int) -> Int[Tensor, "batch two_seq_len"]:
-    """seq_len random tokens followed by the same seq_len tokens again, drawn on the CPU from a seeded generator."""
+    """seq_len different random tokens, then the same seq_len tokens again, drawn on the CPU from a seeded generator."""
+    if seq_len > d_vocab:
+        raise ValueError(f"{seq_len} different tokens cannot be drawn from a vocabulary of {d_vocab}")
     gen = torch.Generator().manual_seed(seed)
-    first = torch.randint(0, d_vocab, (batch, seq_len), generator=gen)  # (batch, seq_len), on the host: callers move it
+    shuffled = torch.rand(batch, d_vocab, generator=gen).argsort(dim=-1)  # (batch, d_vocab): each row a random order
+    first = shuffled[:, :seq_len]  # (batch, seq_len): no token twice in a row, on the host: callers move it
     return torch.cat([first, first], dim=1)  # (batch, 2 * seq_len)
 
 
