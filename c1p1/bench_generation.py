@@ -84,7 +84,8 @@ def time_generation(ref, n_new: int = NEW_TOKENS, repeats: int = REPEATS) -> dic
     print(f"  load average before: {load()} on {os.cpu_count()} cores")
 
     def run_cached(n: int = n_new):
-        return generate_with_cache(cached, prompt, n, temperature=0.0)
+        with torch.inference_mode():  # as for HF below: no autograd bookkeeping on any tensor
+            return generate_with_cache(cached, prompt, n, temperature=0.0)
 
     def run_hf(n: int = n_new):
         with torch.inference_mode():

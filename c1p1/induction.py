@@ -3,8 +3,9 @@
 ``induction_model(device)`` returns the trained `AttnOnlyTransformer` (from ``c1p1.parts``, generated from
 ``solutions/14_induction_heads.ipynb``). The first call on a machine trains it from the recipe below,
 deterministically and with a progress bar, and writes it to ``cache_dir()/induction-<hash>.pt``; every
-later call, in any kernel, loads that file. The hash covers everything that decides the weights: the
-recipe, the source of the model and of its training loop, and the torch version. So notebook 14's later
+later call, in any kernel, loads that file. The hash covers everything that decides the weights but the
+device: the recipe, the source of the model and of its training loop, and the torch version (a copy trained on
+a GPU differs from a CPU one in the last digits, and either is loaded on any device). So notebook 14's later
 sections never depend on the learner's own training cell.
 """
 
@@ -56,7 +57,7 @@ def quick() -> bool:
 
 
 def eval_tokens(device: torch.device | str | None = None, batch: int = 64, seq_len: int = SEQ_LEN):
-    """The fixed evaluation batch: seq_len random tokens repeated twice, (batch, 2 * seq_len), on `device`."""
+    """The fixed evaluation batch: seq_len different random tokens, then the same again: (batch, 2 * seq_len), on `device`."""
     from c1p1.parts import repeated_tokens
 
     device = pick_device() if device is None else torch.device(device)
@@ -93,7 +94,7 @@ def train_from_recipe(device: torch.device):
     r = RECIPE
     history = train_induction(model, steps=r["steps"], lr=r["lr"], batch=r["batch"], seed=r["seed"],
                               min_period=r["min_period"], weight_decay=r["weight_decay"],
-                              eval_tokens=eval_tokens(device), seq_len=SEQ_LEN)
+                              eval_batch=eval_tokens(device), seq_len=SEQ_LEN)
     return model, history
 
 

@@ -56,7 +56,7 @@ def repeated_tokens(batch: int, seq_len: int, d_vocab: int, seed: int) -> Int[Te
         raise ValueError(f"{seq_len} different tokens cannot be drawn from a vocabulary of {d_vocab}")
     gen = torch.Generator().manual_seed(seed)
     shuffled = torch.rand(batch, d_vocab, generator=gen).argsort(dim=-1)  # (batch, d_vocab): each row a random order
-    first = shuffled[:, :seq_len]  # (batch, seq_len): no token twice in a row, on the host: callers move it
+    first = shuffled[:, :seq_len]  # (batch, seq_len): seq_len different tokens per row, on the host: callers move it
     return torch.cat([first, first], dim=1)  # (batch, 2 * seq_len)
 
 
@@ -79,23 +79,23 @@ def loss_by_half(model: nn.Module, tokens: Int[Tensor, "batch two_seq_len"], seq
 
 def train_induction(
     model: nn.Module, steps: int, lr: float, batch: int, seed: int, min_period: int, weight_decay: float,
-    eval_tokens: Int[Tensor, "eval_batch two_seq_len"], seq_len: int, eval_every: int = 25,
+    eval_batch: Int[Tensor, "eval_batch two_seq_len"], seq_len: int, eval_every: int = 25,
 ) -> list[tuple[int, float, float]]:
-    """Train on periodic_tokens; return [(step, loss on the first half, loss on the repeated half)] of eval_tokens."""
-    device = eval_tokens.device
+    """Train on periodic_tokens; return [(step, loss on the first half, loss on the repeated half)] of eval_batch."""
+    device = eval_batch.device
     gen = torch.Generator().manual_seed(seed)  # the data are drawn on the CPU, then moved: the same on every device
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = []
     model.train()
     for step in tqdm(range(steps), desc="training"):
         if step % eval_every == 0:
-            history.append((step, *loss_by_half(model, eval_tokens, seq_len)))
+            history.append((step, *loss_by_half(model, eval_batch, seq_len)))
         tokens = periodic_tokens(batch, model.cfg.n_ctx, model.cfg.d_vocab, min_period, seq_len, gen)  # (batch, n_ctx)
         loss = -get_log_probs(model(tokens.to(device)), tokens.to(device)).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    history.append((steps, *loss_by_half(model, eval_tokens, seq_len)))
+    history.append((steps, *loss_by_half(model, eval_batch, seq_len)))
     model.eval()
     return history
 
