@@ -55,8 +55,8 @@ def repeated_tokens(batch: int, seq_len: int, d_vocab: int, seed: int) -> Int[Te
     if seq_len > d_vocab:
         raise ValueError(f"{seq_len} different tokens cannot be drawn from a vocabulary of {d_vocab}")
     gen = torch.Generator().manual_seed(seed)
-    shuffled = torch.rand(batch, d_vocab, generator=gen).argsort(dim=-1)  # (batch, d_vocab): each row a random order
-    first = shuffled[:, :seq_len]  # (batch, seq_len): seq_len different tokens per row, on the host: callers move it
+    shuffled = torch.rand(batch, d_vocab, generator=gen).argsort(dim=-1)  # (batch, d_vocab), on the host: random orders
+    first = shuffled[:, :seq_len]  # (batch, seq_len): seq_len different tokens per row; callers move it
     return torch.cat([first, first], dim=1)  # (batch, 2 * seq_len)
 
 
