@@ -8,6 +8,8 @@ Usage: ``python -m c1p1.bench`` (or ``make bench``). It prints figures and asser
   bridge's forward pass on the same tokens: the reference sentence and a batch of 4 x 128 tokens,
   median of 7 alternating runs each, with the ratio and the largest logit difference;
 - generation with and without the KV cache, against Hugging Face's ``generate`` (``c1p1.bench_generation``);
+- notebook 14's induction model trained from its recipe (not from the cache): the time, the step at which the
+  repeated half is learned, and the two heads' scores;
 - the process's peak resident memory.
 
 Run it with ``OMP_NUM_THREADS=1`` (as ``make bench`` does) for figures comparable between machines.
@@ -111,6 +113,42 @@ def time_model(ref) -> None:
               f"ratio {t_ours / t_theirs:.2f}x; max |logit difference| {diff:.2e}")
 
 
+def time_induction() -> list[str]:
+    """Train notebook 14's induction model from its recipe, bypassing the cache; print and return the report."""
+    import math
+
+    import torch
+
+    from c1p1 import parts
+    from c1p1.induction import RECIPE, SEQ_LEN, eval_tokens, train_from_recipe
+    from c1p1.reference import pick_device
+
+    device = pick_device()
+    start = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):  # the progress bar
+        model, history = train_from_recipe(device)
+    total = time.perf_counter() - start
+    steps = RECIPE["steps"]
+    half = math.log(RECIPE["d_vocab"]) / 2
+    learned = next((step for step, _, repeated in history if repeated < half), None)
+    with torch.no_grad():
+        model(eval_tokens(device))
+    prev = parts.prev_token_score(model.blocks[0].attn.pattern).max().item()
+    induction = parts.induction_score(model.blocks[-1].attn.pattern, SEQ_LEN).max().item()
+    _, first, repeated = history[-1]
+    lines = [
+        f"\nInduction model (notebook 14), trained from its recipe on {device.type}, torch threads: "
+        f"{torch.get_num_threads()}:",
+        f"  {steps} steps of {RECIPE['batch']} sequences in {total:.1f} s ({1000 * total / steps:.1f} ms a step, "
+        f"evaluation every 25 steps included)",
+        f"  repeated half below ln({RECIPE['d_vocab']})/2 from step {learned} of {steps}; at the end: first half "
+        f"{first:.3f}, repeated half {repeated:.3f} nats",
+        f"  best previous-token score (layer 0) {prev:.3f}, best induction score (layer 1) {induction:.3f}",
+    ]
+    print("\n".join(lines))
+    return lines
+
+
 def main() -> int:
     from c1p1.reference import load_reference
 
@@ -128,6 +166,7 @@ def main() -> int:
     from c1p1.bench_generation import time_generation
 
     time_generation(ref)
+    time_induction()
     print(f"\nPeak resident memory: {peak_rss_mib():.0f} MiB; whole run {time.perf_counter() - start:.1f} s.")
     return 0
 

@@ -23,3 +23,14 @@ def test_interleave_measures_each_run_at_the_anchors_time():
     lines = report([anchor, other])
     assert "longer vs anchor: at the anchor's time" in "\n".join(lines)
     assert f"target at most {TARGET_LOSS:.2f}" in lines[-1] and "tokens/s" in lines[1]
+
+
+def test_the_induction_bench_trains_from_the_recipe_not_the_cache(monkeypatch):
+    from c1p1 import bench, induction
+
+    monkeypatch.setitem(induction.RECIPE, "steps", 4)
+    monkeypatch.setattr(induction, "induction_model", None)  # the bench must not go through the cache
+    lines = bench.time_induction()
+    assert f"4 steps of {induction.RECIPE['batch']} sequences" in lines[1] and "ms a step" in lines[1]
+    assert "from step None of 4" in lines[2], "four steps cannot learn the repeated half"
+    assert "best induction score (layer 1) 0." in lines[3]
