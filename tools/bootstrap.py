@@ -174,26 +174,47 @@ def find_uv() -> Path | None:
 # --------------------------------------------------------------------------------------------- lock
 
 
+# make lock asks the package index itself, never this machine's mirrors: a local mirror may list one file of a
+# release where the index has twenty (one per platform), and the lock must hold every file's hash.
+LOCK_INDEX = "https://pypi.org/simple"
+LOCK_PYTHONS = "3.11, 3.12 and 3.13"
+
+
+def lock_env() -> dict[str, str]:
+    """The environment for uv when it locks: no UV_* or PIP_* settings of this machine, only its certificates."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
+    for bundle in pip_config().get("cert", [])[-1:]:
+        env["SSL_CERT_FILE"] = bundle  # where a proxy re-signs traffic; it changes how, never what, is fetched
+    return env
+
+
 def lock() -> int:
-    """Solve requirements.txt into requirements.lock with uv (needs the package index)."""
+    """Solve requirements.txt into requirements.lock with uv, against the package index alone."""
     uv = find_uv()
     if uv is None:
         raise SystemExit("make lock needs uv; it could not be installed from the package index.")
-    args, constraints, env = uv_index_args(pip_config())
-    args += constraints
-    env = {**os.environ, **env}
+    env = lock_env()
+    # --universal with --python-version 3.11: one resolution valid on every platform for Python >= 3.11;
+    # --no-config: no uv.toml, no UV_* settings; the one index below and no find-links folders.
     base = [str(uv), "pip", "compile", "requirements.txt", "--universal", "--python-version", PYTHON_VERSION,
-            "--generate-hashes", "--quiet", *args]
+            "--generate-hashes", "--quiet", "--no-config", "--index-url", LOCK_INDEX, "--no-cache"]
     with tempfile.TemporaryDirectory() as tmp:
-        first = Path(tmp) / "all.txt"
+        first, out = Path(tmp) / "all.txt", Path(tmp) / "lock.txt"
+        # uv keeps the versions of the file it writes, where they still fit (no churn), and would keep its hashes
+        # too: hand it the versions alone, so that every hash comes fresh from the index.
+        if LOCK.exists():
+            pins = [line.rstrip(" \\") for line in LOCK.read_text(encoding="utf-8").splitlines() if line[:1].isalnum()]
+            for path in (first, out):
+                path.write_text("\n".join(pins) + "\n", encoding="utf-8")
         run(*base, "-o", first, env=env)
         left_out = sorted({name_of(n) for n in locked_pins(first) if OWN_STEP.match(name_of(n))} | {"torch"})
-        out = Path(tmp) / "lock.txt"
         run(*base, *[a for n in left_out for a in ("--no-emit-package", n)], "--no-header", "-o", out, env=env)
         header = [
             f"{LOCK_HEADER}{sha256(REQUIREMENTS)}",
-            "# Every package the course installs, pinned with hashes, for Python 3.11 on Linux, macOS and Windows.",
-            "# Generated from requirements.txt by `make lock` (uv pip compile --universal --generate-hashes); do not edit.",
+            f"# Every package the course installs, pinned with the hash of every file the package index publishes,",
+            f"# for Python {LOCK_PYTHONS} on Linux, macOS and Windows (`make verify-lock` checks each platform).",
+            f"# Generated from requirements.txt by `make lock` (uv pip compile --universal --generate-hashes against"
+            f" {LOCK_INDEX}); do not edit.",
             "# Installed in their own step instead: " + ", ".join(left_out) + " (the machine's own torch build).",
             f"{DATA_HEADER}{data_pin()} (notebook 11's corpus; `make data` fetches and checks it)",
         ]
