@@ -167,6 +167,30 @@ def batch_first_half(data, batch_size, block_size, generator):
     return data[index], data[index + 1]
 
 
+def batch_never_last(data, batch_size, block_size, generator):
+    starts = torch.randint(len(data) - block_size - 1, (batch_size,), generator=generator)  # one start short
+    index = starts[:, None] + torch.arange(block_size)
+    return data[index], data[index + 1]
+
+
+def batch_never_first(data, batch_size, block_size, generator):
+    starts = 1 + torch.randint(len(data) - block_size - 1, (batch_size,), generator=generator)
+    index = starts[:, None] + torch.arange(block_size)
+    return data[index], data[index + 1]
+
+
+def batch_clamped_past_end(data, batch_size, block_size, generator):
+    starts = torch.randint(len(data) - block_size + 1, (batch_size,), generator=generator)
+    index = starts[:, None] + torch.arange(block_size)
+    return data[index], data[(index + 1).clamp(max=len(data) - 1)]
+
+
+def batch_y_other_window(data, batch_size, block_size, generator):
+    x, _ = get_batch(data, batch_size, block_size, generator)
+    _, y = get_batch(data, batch_size, block_size, generator)
+    return x, y
+
+
 def test_get_batch_correct_variant_passes():
     tests.test_get_batch(batch_by_stacking)
 
@@ -174,9 +198,14 @@ def test_get_batch_correct_variant_passes():
 @pytest.mark.parametrize("fn, keywords", [
     (batch_unshifted, ["not shifted"]),
     (batch_past_end, ["past the end"]),
+    (batch_clamped_past_end, ["past the end", "repeats the data's last token"]),
     (batch_global_rng, ["generator"]),
     (batch_first_half, ["spread", "uniform"]),
-], ids=["unshifted", "past-end", "global-rng", "first-half"])
+    (batch_never_last, ["never started at the last valid start", "exclusive", "len(data) - block_size"]),
+    (batch_never_first, ["never started at the first start", "begin at 0"]),
+    (batch_y_other_window, ["not x shifted by one", "same start"]),
+], ids=["unshifted", "past-end", "clamped-past-end", "global-rng", "first-half", "never-last", "never-first",
+        "y-other-window"])
 def test_get_batch_mistakes_are_named(fn, keywords):
     fails(tests.test_get_batch, fn, *keywords)
 

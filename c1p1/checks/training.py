@@ -81,14 +81,9 @@ def _batch(fn: Callable, data: Tensor, batch_size: int, block_size: int, seed: i
     return x, y
 
 
-def test_get_batch(get_batch) -> None:
-    """Check get_batch: shapes, windows inside the data, y one token after x, reproducible, spread over the data."""
+def _windows(test: str, x: Tensor, y: Tensor) -> None:
+    """On data = arange(n) every row of x is consecutive and y is x plus one, on every probe."""
     __tracebackhide__ = True
-    test = "test_get_batch"
-    fn = core.expect_function(get_batch, "get_batch", test)
-    n, block = 500, 16
-    data = torch.arange(n)  # token i is i, so every window shows where it came from; on the CPU first
-    x, y = _batch(fn, data, 64, block, 0, test)
     if not bool((x[:, 1:] - x[:, :-1] == 1).all()):
         core.fail(f"{test}: the rows of x are not windows of consecutive tokens of data.\n"
                   "Likely cause: each row should be data[start : start + block_size] for one random start.")
@@ -96,21 +91,62 @@ def test_get_batch(get_batch) -> None:
         core.fail(f"{test}: y equals x.\nLikely cause: the targets are not shifted. y is the same window one token "
                   "later, data[start + 1 : start + block_size + 1]: each position's target is the next token.")
     if not torch.equal(y, x + 1):
-        shift = int((y - x).flatten().mode().values)
-        core.fail(f"{test}: y is x shifted by {shift} token(s), not by one.\n"
-                  "Likely cause: y should be data[start + 1 : start + block_size + 1], the next token at each position.")
-    short = torch.arange(block + 3)  # only 3 valid starts: a window past the end is drawn at once
+        wrong = (y != x + 1).any(dim=1)  # (batch,) rows whose y is not x shifted by one
+        row = int(wrong.nonzero()[0])
+        shifts = sorted({int(v) for v in (y[row] - x[row]).unique()})
+        off = (y[row] != x[row] + 1).nonzero().flatten()  # positions of the row whose target is wrong
+        if int(off[0]) > 0 and bool((y[row, int(off[0]):] == y[row, int(off[0]) - 1]).all()):
+            core.fail(f"{test}: in row {row} of {len(x)}, y stops one token after x's window only up to position "
+                      f"{int(off[0]) - 1}, then repeats the data's last token.\n{PAST_END}")
+        if len(shifts) == 1 and abs(shifts[0]) <= 3:
+            what = f"y is x shifted by {shifts[0]} token(s), not by one (row {row} of {len(x)})"
+        else:
+            what = (f"in row {row} of {len(x)}, y is not x shifted by one token "
+                    "(y and x come from different windows)")
+        core.fail(f"{test}: {what}.\n"
+                  "Likely cause: y should be data[start + 1 : start + block_size + 1], the next token at each "
+                  "position, with the same start as x's row.")
+
+
+def test_get_batch(get_batch) -> None:
+    """Check get_batch: shapes, windows inside the data, y one token after x, reproducible, every start reachable."""
+    __tracebackhide__ = True
+    test = "test_get_batch"
+    fn = core.expect_function(get_batch, "get_batch", test)
+    n, block = 500, 16
+    data = torch.arange(n)  # token i is i, so every window shows where it came from; on the CPU first
+    x, y = _batch(fn, data, 64, block, 0, test)
+    _windows(test, x, y)
+    short = torch.arange(block + 5)  # only 5 valid starts, 0 to 4: a window past the end is drawn at once
     xs, ys = _batch(fn, short, 256, block, 1, test, PAST_END)
-    if int(ys.max()) > block + 2 or int(xs.min()) < 0:
+    if int(ys.max()) > block + 4 or int(xs.min()) < 0:
         core.fail(f"{test}: a window runs past the end of the data.\n{PAST_END}")
+    _windows(test, xs, ys)
+    drawn = set(xs[:, 0].tolist())
+    never = [s for s in range(5) if s not in drawn]
+    if never:
+        which = ("the last valid start" if never == [4] else "the first start" if never == [0]
+                 else "start(s) " + ", ".join(str(s) for s in never))
+        cause = ("the high end of torch.randint is exclusive: draw from torch.randint(len(data) - block_size, ...) "
+                 "so that start len(data) - block_size - 1 can be drawn; it still leaves one token for y."
+                 if never == [4] else "the starts must begin at 0 (the first window is data[0 : block_size])."
+                 if never == [0] else
+                 "the starts must be uniform over every position that leaves a full window and its target, "
+                 "torch.randint(len(data) - block_size, ...).")
+        core.fail(f"{test}: with len(data) = {block + 5} and block_size = {block} the valid starts are 0 to 4, but "
+                  f"256 draws never started at {which} (they started at {sorted(drawn)}).\nLikely cause: {cause}")
     again = _batch(fn, data, 64, block, 0, test)
     if not (torch.equal(again[0], x) and torch.equal(again[1], y)):
         core.fail(f"{test}: two calls with generators of the same seed gave different batches.\n"
                   "Likely cause: the starts come from the global random state; pass generator=generator to torch.randint.")
-    if torch.equal(_batch(fn, data, 64, block, 1, test)[0], x):
+    other = _batch(fn, data, 64, block, 1, test)
+    _windows(test, *other)
+    if torch.equal(other[0], x):
         core.fail(f"{test}: generators with different seeds gave the same batch.\n"
                   "Likely cause: the starts do not come from the generator (or are not random at all).")
-    starts = _batch(fn, data, 4000, block, 2, test)[0][:, 0]  # (4000,)
+    xw, yw = _batch(fn, data, 4000, block, 2, test)
+    _windows(test, xw, yw)
+    starts = xw[:, 0]  # (4000,)
     last = n - block - 1
     covered = starts.unique().numel() / (last + 1)
     if int(starts.min()) > 2 or int(starts.max()) < last - 2 or covered < 0.9:
@@ -121,9 +157,9 @@ def test_get_batch(get_batch) -> None:
                   "torch.randint(len(data) - block_size, ...).")
     device = _device()
     if device != core.PREFLIGHT:  # the same draws, now indexing on the course's device
-        _batch(fn, data.to(device), 64, block, 0, test)
-    core.passed(test, "windows of consecutive tokens, y one token later, never past the end, reproducible with "
-                "the generator, starts spread over the whole data.")
+        _windows(test, *(t.cpu() for t in _batch(fn, data.to(device), 64, block, 0, test)))
+    core.passed(test, "windows of consecutive tokens, y one token later on every draw, never past the end, every "
+                "valid start reachable, reproducible with the generator, starts spread over the whole data.")
 
 
 # ---------------------------------------------------------------------------------------- init_weights
