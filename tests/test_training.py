@@ -436,6 +436,32 @@ def estimate_variant(eval_mode=True, no_grad=True, restore=True, target_x=False)
     return fn
 
 
+def estimate_one_batch(model, data, batch_size, block_size, n_batches, generator):
+    was_training = model.training
+    model.eval()
+    x, y = get_batch(data, batch_size, block_size, generator)  # drawn once, scored n_batches times
+    with torch.no_grad():
+        total = sum(F.cross_entropy(model(x).flatten(0, 1), y.flatten()).item() for _ in range(n_batches))
+    model.train(was_training)
+    return total / n_batches
+
+
+def estimate_own_generator(seed=None):
+    def fn(model, data, batch_size, block_size, n_batches, generator):
+        own = torch.Generator().manual_seed(seed) if seed is not None else None
+        was_training = model.training
+        model.eval()
+        total = 0.0
+        with torch.no_grad():
+            for _ in range(n_batches):
+                starts = torch.randint(len(data) - block_size, (batch_size,), generator=own)  # (batch,)
+                index = starts[:, None] + torch.arange(block_size)  # (batch, block)
+                total += F.cross_entropy(model(data[index]).flatten(0, 1), data[index + 1].flatten()).item()
+        model.train(was_training)
+        return total / n_batches
+    return fn
+
+
 def test_estimate_loss_correct_variant_passes():
     tests.test_estimate_loss(estimate_with_cross_entropy)
 
@@ -445,7 +471,12 @@ def test_estimate_loss_correct_variant_passes():
     (estimate_variant(no_grad=False), ["gradients", "torch.no_grad()"]),
     (estimate_variant(restore=False), ["left in eval mode"]),
     (estimate_variant(target_x=True), ["instead of y"]),
-], ids=["train-mode", "with-gradients", "left-in-eval", "targets-x"])
+    (estimate_variant(), ["started in eval mode", "came back in train mode", "model.train(was_training)"]),
+    (estimate_one_batch, ["not fresh", "scored n_batches times"]),
+    (estimate_own_generator(), ["never used", "given generator"]),
+    (estimate_own_generator(seed=0), ["never used", "generator of your own"]),
+], ids=["train-mode", "with-gradients", "left-in-eval", "targets-x", "train-after-eval", "one-batch",
+        "global-rng", "own-generator"])
 def test_estimate_loss_mistakes_are_named(fn, keywords):
     fails(tests.test_estimate_loss, fn, *keywords)
 

@@ -439,8 +439,16 @@ class _Recorder(nn.Module):
         return self.inner(tokens)
 
 
+def _estimate(fn: Callable, model: _Recorder, data: Tensor, sizes: tuple[int, int, int], generator: torch.Generator,
+              test: str) -> float:
+    __tracebackhide__ = True
+    model.seen.clear()
+    return _as_float(_call(fn, (model, data, *sizes, generator), test, "estimate_loss"), test, "estimate_loss")
+
+
 def test_estimate_loss(estimate_loss) -> None:
-    """Check estimate_loss: the mean loss of n_batches batches, in eval mode, without gradients, mode restored."""
+    """Check estimate_loss: the mean loss of n_batches fresh batches drawn with the given generator, in eval mode,
+    without gradients, and the model back in the mode it was in (train or eval)."""
     __tracebackhide__ = True
     test = "test_estimate_loss"
     fn = core.expect_function(estimate_loss, "estimate_loss", test)
@@ -449,8 +457,10 @@ def test_estimate_loss(estimate_loss) -> None:
     model = _Recorder(_demo(cfg, 7, device))
     data = torch.arange(cfg.d_vocab, device=device)  # every window's targets are its tokens plus one
     batch_size, block_size, n_batches = 3, 8, 4
-    value = _as_float(_call(fn, (model, data, batch_size, block_size, n_batches, torch.Generator().manual_seed(0)),
-                            test, "estimate_loss"), test, "estimate_loss")
+    sizes = (batch_size, block_size, n_batches)
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    value = _estimate(fn, model, data, sizes, generator, test)
     if len(model.seen) != n_batches:
         core.fail(f"{test}: the model ran on {len(model.seen)} batches; expected n_batches = {n_batches}.\n"
                   "Likely cause: loop n_batches times, drawing a fresh batch with get_batch each time.")
@@ -464,15 +474,45 @@ def test_estimate_loss(estimate_loss) -> None:
     if not model.training:
         core.fail(f"{test}: the model was left in eval mode.\nLikely cause: remember model.training before "
                   "model.eval() and restore it afterwards (model.train(was_training)), or training goes on in eval mode.")
+    batches = [x for x, _, _ in model.seen]
+    repeats = [(i, j) for i in range(n_batches) for j in range(i) if torch.equal(batches[i], batches[j])]
+    if repeats:
+        i, j = repeats[0]
+        core.fail(f"{test}: batch {i} is the same as batch {j}: the {n_batches} batches are not fresh draws.\n"
+                  "Likely cause: get_batch is called once, before the loop, and that one batch is scored "
+                  "n_batches times; draw a new batch inside the loop.")
+    if torch.equal(generator.get_state(), state):
+        core.fail(f"{test}: the generator passed in was never used (its state did not change).\n"
+                  "Likely cause: draw the batches with the given generator, get_batch(data, batch_size, "
+                  "block_size, generator), not with the global random state or a generator of your own.")
+    model.seen.clear()
     with torch.no_grad():
-        per_batch = [F.cross_entropy(model.inner(x).flatten(0, 1), (x + 1).flatten()).item() for x, _, _ in model.seen]
+        per_batch = [F.cross_entropy(model.inner(x).flatten(0, 1), (x + 1).flatten()).item() for x in batches]
     expected = sum(per_batch) / n_batches
     if not math.isclose(value, expected, rel_tol=1e-4, abs_tol=1e-5):
         unshifted = sum(F.cross_entropy(model.inner(x).flatten(0, 1), x.flatten()).item()
-                        for x, _, _ in model.seen) / n_batches
+                        for x in batches) / n_batches
         cause = ("the loss compares the logits with x instead of y." if math.isclose(value, unshifted, rel_tol=1e-4)
                  else "return the mean over the n_batches of each batch's mean cross-entropy against y.")
         core.fail(f"{test}: estimate_loss returned {value:.5g}, but the batches the model saw give {expected:.5g}.\n"
                   f"Likely cause: {cause}")
-    core.passed(test, f"{n_batches} batches in eval mode without gradients, their mean loss {value:.4f}, and the "
-                "model back in train mode afterwards.")
+    _estimate(fn, model, data, sizes, torch.Generator().manual_seed(0), test)
+    same_seed = [x for x, _, _ in model.seen]
+    if len(same_seed) != n_batches or not all(torch.equal(a, b) for a, b in zip(same_seed, batches, strict=True)):
+        core.fail(f"{test}: two calls with generators of the same seed scored different batches.\n"
+                  "Likely cause: the batches come from the global random state; pass the given generator to "
+                  "get_batch so that a seed gives the same estimate every time.")
+    _estimate(fn, model, data, sizes, torch.Generator().manual_seed(1), test)
+    if all(torch.equal(a, b) for a, b in zip([x for x, _, _ in model.seen], batches, strict=False)):
+        core.fail(f"{test}: generators with different seeds gave the same batches.\n"
+                  "Likely cause: the batches come from a generator of your own (or a fixed seed), not from the "
+                  "generator passed in: get_batch(data, batch_size, block_size, generator).")
+    model.eval()
+    _estimate(fn, model, data, sizes, torch.Generator().manual_seed(2), test)
+    if model.training:
+        core.fail(f"{test}: the model started in eval mode and came back in train mode.\n"
+                  "Likely cause: model.train() at the end switches on training whatever the mode was; remember "
+                  "was_training = model.training before model.eval() and end with model.train(was_training).")
+    core.passed(test, f"{n_batches} fresh batches from the given generator (the same seed gives the same batches, "
+                f"another seed others), in eval mode without gradients, their mean loss {value:.4f}, and the "
+                "model back in the mode it was in (train, and eval).")
