@@ -67,15 +67,16 @@ def test_prev_token_score_mistakes_are_named(name):
 
 def induction_loop(pattern, seq_len):
     total = 0
-    for q in range(seq_len, 2 * seq_len):
+    posn = pattern.shape[-1]
+    for q in range(seq_len, posn):
         total = total + pattern[:, :, q, q - seq_len + 1].mean(0)
-    return total / seq_len
+    return total / (posn - seq_len)
 
 
 INDUCTION_CORRECT = {
     "solution": parts.induction_score,
     "loop": induction_loop,
-    "slice then diagonal": lambda p, n: p[:, :, n:, 1 : n + 1].diagonal(0, -2, -1).mean((0, -1)),
+    "slice then diagonal": lambda p, n: p[:, :, n:, 1:].diagonal(0, -2, -1).mean((0, -1)),
 }
 
 INDUCTION_MISTAKES = {
@@ -87,6 +88,10 @@ INDUCTION_MISTAKES = {
     "sum": (lambda p, n: p.diagonal(1 - n, -2, -1)[..., 1:].sum(-1).mean(0), ["summed"]),
     "hard-coded seq_len 5": (lambda p, n: p.diagonal(-4, -2, -1)[..., 1:].mean((0, -1)), ["seq_len=7"]),
     "kept positions": (lambda p, n: p.diagonal(1 - n, -2, -1)[..., 1:].mean(0), ["position axis"]),
+    "second repeat only": (lambda p, n: p[:, :, n : 2 * n, 1 : n + 1].diagonal(0, -2, -1).mean((0, -1)),
+                           ["only the queries seq_len .. 2 * seq_len - 1", "every query q >= seq_len", "posn=11"]),
+    "last seq_len queries": (lambda p, n: p.diagonal(1 - n, -2, -1)[..., -n:].mean((0, -1)),
+                             ["only the last seq_len queries", "every query q >= seq_len"]),
 }
 
 
@@ -114,7 +119,13 @@ def ov_chained(model, layer, head):
     return FactoredMatrix(model.embed.W_E, a.W_V[head]) @ a.W_O[head] @ model.unembed.W_U
 
 
-OV_CORRECT = {"solution": parts.full_ov_circuit, "inner d_model": ov_via_w_ov, "FactoredMatrix @ chain": ov_chained}
+def ov_two_factored(model, layer, head):
+    a = model.blocks[layer].attn
+    return FactoredMatrix(model.embed.W_E, a.W_V[head]) @ FactoredMatrix(a.W_O[head], model.unembed.W_U)
+
+
+OV_CORRECT = {"solution": parts.full_ov_circuit, "FactoredMatrix @ chain": ov_chained,
+              "FactoredMatrix @ FactoredMatrix": ov_two_factored}
 
 
 def ov_with(body):
@@ -139,6 +150,7 @@ OV_MISTAKES = {
               ["W_pos"]),
     "factors that do not meet": (ov_with(lambda m, a, layer, h: FactoredMatrix(m.embed.W_E @ a.W_V[h], a.W_O @ m.unembed.W_U)),
                                  ["index one head"]),
+    "inner d_model": (ov_via_w_ov, ["inner dimension is 24 (d_model)", "the rule is d_head = 8", "W_E @ W_V[head]"]),
 }
 
 
@@ -153,7 +165,6 @@ def qk_with(body):
 QK_CORRECT = {
     "solution": parts.full_qk_circuit,
     "W_K transposed first": qk_with(lambda E, a, h: FactoredMatrix(E @ a.W_Q[h], a.W_K[h].T @ E.T)),
-    "inner d_model": qk_with(lambda E, a, h: FactoredMatrix(E, a.W_Q[h] @ a.W_K[h].T @ E.T)),
 }
 
 QK_MISTAKES = {
@@ -164,6 +175,8 @@ QK_MISTAKES = {
     "W_Q twice": (qk_with(lambda E, a, h: FactoredMatrix(E @ a.W_Q[h], (E @ a.W_Q[h]).T)), ["W_Q is used on both"]),
     "wrong head": (qk_with(lambda E, a, h: FactoredMatrix(E @ a.W_Q[(h + 1) % a.W_Q.shape[0]],
                                                           (E @ a.W_K[(h + 1) % a.W_Q.shape[0]]).T)), ["wrong head"]),
+    "inner d_model": (qk_with(lambda E, a, h: FactoredMatrix(E, a.W_Q[h] @ a.W_K[h].T @ E.T)),
+                      ["inner dimension is 24 (d_model)", "the rule is d_head = 8", "W_E @ W_Q[head]"]),
 }
 
 
@@ -274,8 +287,6 @@ def ablate_by_wrapping(model, layer, head):
 
 ABLATE_CORRECT = {
     "solution": parts.ablate_head,
-    "W_V and b_V zeroed": ablate_with(_zero_value),
-    "a wrapper that subtracts the head": ablate_by_wrapping,
     "W_O multiplied by a mask": ablate_with(lambda a, h, *_: a.W_O.mul_((torch.arange(a.W_O.shape[0]) != h)
                                                                        .float()[:, None, None].to(a.W_O.device))),
 }
@@ -290,6 +301,12 @@ ABLATE_MISTAKES = {
                                 .zero_()), ["wrong layer"]),
     "in place": (ablate_with(lambda a, h, *_: a.W_O[h].zero_(), copy_first=False), ["changed the model", "deepcopy"]),
     "no return": (lambda model, layer, head: None, ["returned None"]),
+    "W_V and b_V zeroed": (ablate_with(_zero_value), ["changed blocks.0.attn.W_V, blocks.0.attn.b_V as well as W_O",
+                                                      "only W_O[head] changes"]),
+    "a wrapper that subtracts the head": (ablate_by_wrapping, ["does not have the model's parameters", "wrapped",
+                                                               "only blocks[layer].attn.W_O[head] is zero"]),
+    "W_O[head] and b_Q": (ablate_with(lambda a, h, *_: (a.W_O[h].zero_(), a.b_Q[h].mul_(1.5))),
+                          ["changed blocks.0.attn.b_Q", "b_O included"]),
 }
 
 

@@ -368,7 +368,7 @@ def test_cached_transformer_names_the_unfinished_attention(reference):
 
 @torch.no_grad()
 def feed_last_too(model, input_ids, max_new_tokens, **sampling):
-    """Feeds the last sampled token as well (one forward more than needed): still correct."""
+    """Feeds the last sampled token as well: one forward pass more than the rule."""
     if input_ids.shape[1] + max_new_tokens > model.cfg.n_ctx:
         raise ValueError("too long")
     logits, cache = model(input_ids)
@@ -400,10 +400,11 @@ _GLOBAL = {}
 @torch.no_grad()
 def global_cache(model, input_ids, max_new_tokens, **sampling):
     logits, _GLOBAL["cache"] = model(input_ids, _GLOBAL.get("cache"))
-    for _ in range(max_new_tokens):
+    for step in range(max_new_tokens):
         next_ids = sample_next_token(input_ids, logits[:, -1], **sampling)
         input_ids = torch.cat([input_ids, next_ids[:, None]], dim=1)
-        logits, _GLOBAL["cache"] = model(next_ids[:, None], _GLOBAL["cache"])
+        if step < max_new_tokens - 1:
+            logits, _GLOBAL["cache"] = model(next_ids[:, None], _GLOBAL["cache"])
     return input_ids
 
 
@@ -440,10 +441,22 @@ def first_position(model, input_ids, max_new_tokens, **sampling):
     return input_ids
 
 
+@torch.no_grad()
+def sample_then_feed(model, input_ids, max_new_tokens, **sampling):
+    """Another order: the loop feeds the token it sampled at the top of the next turn."""
+    if input_ids.shape[1] + max_new_tokens > model.cfg.n_ctx:
+        raise ValueError("too long")
+    logits, cache = model(input_ids)
+    for step in range(max_new_tokens):
+        if step:
+            logits, cache = model(input_ids[:, -1:], cache)
+        input_ids = torch.cat([input_ids, sample_next_token(input_ids, logits[:, -1], **sampling)[:, None]], dim=1)
+    return input_ids
+
+
 GENERATE_CORRECT = {
     "solution notebook": lambda: definitions(SOLUTION)["generate_with_cache"],
-    "the last token fed too": lambda: feed_last_too,
-    "the prompt fed one token at a time": lambda: prompt_token_by_token,
+    "sample, then feed at the next turn": lambda: sample_then_feed,
 }
 
 GENERATE_MISTAKES = {
@@ -452,6 +465,10 @@ GENERATE_MISTAKES = {
     "no cache at all": (no_cache, ["without the cache"]),
     "only the new tokens returned": (new_tokens_only, ["prompt followed by the new tokens"]),
     "sampled from the first position": (first_position, ["logits[:, -1]"]),
+    "the last token fed too": (feed_last_too, ["51 forward passes", "the rule is max_new_tokens = 50 passes",
+                                                "last sampled token was fed", "never fed"]),
+    "the prompt fed one token at a time": (prompt_token_by_token, ["57 forward passes", "fed in pieces",
+                                                                   "model(input_ids)"]),
 }
 
 

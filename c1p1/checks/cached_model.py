@@ -235,8 +235,31 @@ def _refed(test: str, calls: list[int], label: str) -> None:
               "model(next_ids.unsqueeze(1), cache); the cache already holds everything before it.")
 
 
+def _passes(test: str, calls: list[int], prompt: int, n_new: int, label: str) -> None:
+    """The rule: max_new_tokens forward passes, the whole prompt in the first, then one new token in each."""
+    __tracebackhide__ = True
+    want = [prompt] + [1] * (n_new - 1)
+    if calls == want:
+        return
+    head = (f"{test} ({label}): the model ran {len(calls)} forward passes, fed {calls[:4]}"
+            f"{'...' if len(calls) > 4 else ''} tokens; the rule is max_new_tokens = {n_new} passes: the {prompt}-token "
+            "prompt in one, then each new token but the last in one of its own.")
+    if calls[:1] == [prompt] and calls[1:] == [1] * n_new:
+        cause = ("the last sampled token was fed to the model too. It is returned, never fed: its logits are never "
+                 "used, and with prompt + max_new_tokens = n_ctx that pass would need position n_ctx, which W_pos "
+                 "does not have. Skip the forward pass after the last sample.")
+    elif calls and calls[0] < prompt and sum(calls[: prompt]) >= prompt:
+        cause = ("the prompt was fed in pieces (one token per call). Prefill it in one forward pass, "
+                 "logits, cache = model(input_ids): the cache takes the whole prompt at once, far faster.")
+    else:
+        cause = ("prefill with logits, cache = model(input_ids), then loop: sample, append, and (except after the "
+                 "last sample) logits, cache = model(next_ids.unsqueeze(1), cache).")
+    core.fail(head + "\nLikely cause: " + cause)
+
+
 def test_generate_with_cache(generate_with_cache) -> None:
-    """Check generate_with_cache against notebook 12's loop without a cache: greedy, sampled, and a second prompt."""
+    """Check generate_with_cache against notebook 12's loop without a cache: greedy, sampled, and a second prompt;
+    max_new_tokens forward passes (the prompt at once, then each new token but the last)."""
     __tracebackhide__ = True
     test = "test_generate_with_cache"
     fn = core.expect_function(generate_with_cache, "generate_with_cache", test)
@@ -270,6 +293,7 @@ def test_generate_with_cache(generate_with_cache) -> None:
                      "sequence so far as input_ids to sample_next_token with **sampling.")
             core.fail(f"{test} ({label}): the tokens differ from notebook 12's generate without a cache, first at "
                       f"position {first} (the prompt has {ids.shape[1]}).\nLikely cause: {cause}")
+        _passes(test, model.calls, ids.shape[1], n_new, label)
     too_long = core.random_tokens((1, 10), cfg.d_vocab, 1344, ref.device)  # (1, 10)
     model.calls = []
     try:
@@ -281,5 +305,6 @@ def test_generate_with_cache(generate_with_cache) -> None:
     else:
         core.fail(f"{test}: 10 + {cfg.n_ctx} positions with n_ctx = {cfg.n_ctx} returned instead of raising.\nLikely "
                   "cause: the n_ctx test at the top was removed; a cache cannot be cropped, so refuse the request.")
-    core.passed(test, "the same tokens as notebook 12's generate without a cache, feeding each position once: "
+    core.passed(test, "the same tokens as notebook 12's generate without a cache, in max_new_tokens forward passes "
+                      "(the prompt at once, then each new token but the last): "
                       + "; ".join(r[0] for r in runs) + f"; a request past n_ctx = {cfg.n_ctx} raises.")

@@ -102,6 +102,7 @@ def test_prev_token_score(prev_token_score) -> None:
 
 
 def induction_mistakes(p: Tensor, seq_len: int):
+    posn = p.shape[-1]
     return lambda: [
         Mistake("the repeat offset is wrong: you measured attention to the same token's first occurrence "
                 "(q - seq_len). An induction head attends to the token after it, q - seq_len + 1: "
@@ -121,19 +122,28 @@ def induction_mistakes(p: Tensor, seq_len: int):
         Mistake("the previous-token stripe (offset -1) is not the induction stripe: on a sequence repeated after "
                 "seq_len tokens, the induction head attends seq_len - 1 positions back.",
                 lambda: _stripe(p, -1).mean((0, -1))),
+        Mistake(f"only the queries seq_len .. 2 * seq_len - 1 were averaged, but this pattern has {posn} positions: "
+                "the rule is every query q >= seq_len, up to the last position (a sequence repeated more than twice "
+                "counts each later repeat too). Take the whole stripe, diagonal(offset=1 - seq_len)[..., 1:].",
+                lambda: _stripe(p, 1 - seq_len)[..., 1 : seq_len + 1].mean((0, -1))),
+        Mistake(f"only the last seq_len queries were averaged, but this pattern has {posn} positions: the rule is "
+                "every query q >= seq_len, up to the last position. Take diagonal(offset=1 - seq_len)[..., 1:].",
+                lambda: _stripe(p, 1 - seq_len)[..., -seq_len:].mean((0, -1))),
     ]
 
 
 def test_induction_score(induction_score) -> None:
-    """Check induction_score against the mean of the stripe q - seq_len + 1 on random causal patterns."""
+    """Check induction_score against the mean of the stripe q - seq_len + 1 on random causal patterns, over every
+    query q >= seq_len (to the last position, also when the pattern is longer than 2 * seq_len)."""
     __tracebackhide__ = True
     test = "test_induction_score"
     fn = core.expect_function(induction_score, "induction_score", test)
     cases = []
-    for (batch, heads, seq_len), seed in (((3, 4, 5), 1403), ((2, 2, 7), 1404)):
-        p = random_pattern(batch, heads, 2 * seq_len, seed)
-        expected = _stripe(p, 1 - seq_len)[..., 1:].mean((0, -1))  # (n_heads,)
-        cases.append(Case(f"random causal patterns with seq_len={seq_len} (posn={2 * seq_len}, n_heads={heads})",
+    for (batch, heads, seq_len, posn), seed in (((3, 4, 5, 10), 1403), ((2, 2, 7, 14), 1404), ((2, 3, 4, 11), 1410)):
+        p = random_pattern(batch, heads, posn, seed)
+        expected = _stripe(p, 1 - seq_len)[..., 1:].mean((0, -1))  # (n_heads,): every query from seq_len to posn - 1
+        longer = ", longer than 2 * seq_len: every query q >= seq_len counts" if posn > 2 * seq_len else ""
+        cases.append(Case(f"random causal patterns with seq_len={seq_len} (posn={posn}{longer}, n_heads={heads})",
                           Config(), None, (p, seq_len), expected, HEAD_DIMS, induction_mistakes(p, seq_len),
                           "1) the stripe is pattern.diagonal(offset=1 - seq_len, dim1=-2, dim2=-1); 2) drop its "
                           "first entry (query seq_len - 1); 3) average over the batch and the queries; 4) use the "
@@ -261,10 +271,19 @@ def check_circuit(fn: Callable, name: str, test: str, kind: str) -> None:
         if not isinstance(out, FactoredMatrix):
             core.fail(f"{test}: {what} returned {type(out).__name__}; it should return a FactoredMatrix "
                       "(from transformer_lens import FactoredMatrix). Did you forget `return`?")
+        d_head = model.blocks[layer].attn.W_Q.shape[-1]
         if out.mdim > cfg.d_model:
             core.fail(f"{test}: {what} is a FactoredMatrix whose inner dimension is {out.mdim}, wider than d_model = "
                       f"{cfg.d_model}.\nLikely cause: the full matrix was built and wrapped (e.g. with an identity "
                       "factor). Keep the factors narrow: split the product where it passes through the head, d_head wide.")
+        if out.mdim != d_head:
+            split = ("A = W_E @ W_V[head], B = W_O[head] @ W_U" if kind == "OV"
+                     else "A = W_E @ W_Q[head], B = (W_E @ W_K[head]).T")
+            core.fail(f"{test}: {what} is a FactoredMatrix whose inner dimension is {out.mdim}"
+                      f"{' (d_model)' if out.mdim == cfg.d_model else ''}; the rule is d_head = {d_head}.\n"
+                      f"Likely cause: the product was split at W_E (or W_U), where it is d_model wide. Split it where it "
+                      f"passes through the head: {split}, so A is (d_vocab, d_head) and B is (d_head, d_vocab), the "
+                      "narrowest factors (the circuit's rank is at most d_head).")
         with torch.no_grad():
             dense = out.AB.detach()
         case = Case(label, cfg, None, (), expected, VOCAB_DIMS if kind == "QK" else ("attended token", "output token"),
@@ -392,7 +411,7 @@ def ablation_mistakes(model: nn.Module, tokens: Tensor, layer: int, head: int):
     other_head = head % model.heads_per_layer[1 - layer]
     return lambda: [
         Mistake("zeroing W_V is not enough: the value bias b_V still flows through the pattern and W_O. Zero the "
-                "head's W_O[head] (or W_V[head] and b_V[head] together).",
+                "head's W_O[head], and change nothing else.",
                 lambda: forward_edited(model, tokens, _zero((f"{b}.W_V", head)))),
         Mistake("b_O was removed too: it belongs to the layer, not to one head. Zero only the head's W_O[head].",
                 lambda: forward_edited(model, tokens, _zero((f"{b}.W_O", head), (f"{b}.b_O", slice(None))))),
@@ -409,8 +428,38 @@ def ablation_mistakes(model: nn.Module, tokens: Tensor, layer: int, head: int):
     ]
 
 
+def _only_w_o_changed(test: str, what: str, model: nn.Module, out: nn.Module, layer: int, head: int) -> None:
+    """The rule: the copy has the model's parameters, by name, and only blocks[layer].attn.W_O[head] is zero."""
+    __tracebackhide__ = True
+    before, after = model.state_dict(), out.state_dict()
+    if set(before) != set(after):
+        extra = sorted(set(after) - set(before))[:3]
+        missing = sorted(set(before) - set(after))[:3]
+        core.fail(f"{test}: the model returned by {what} does not have the model's parameters "
+                  f"(new: {', '.join(extra) or 'none'}; missing: {', '.join(missing) or 'none'}).\n"
+                  "Likely cause: a layer was replaced or wrapped. The rule is a copy of the same model in which only "
+                  "blocks[layer].attn.W_O[head] is zero: copy.deepcopy(model), then zero that slice.")
+    w_o = f"blocks.{layer}.attn.W_O"
+    changed = [k for k in before if k != w_o and not torch.equal(before[k], after[k].to(before[k].device))]
+    if changed:
+        what_else = ("W_V and b_V zeroed gives the same logits, but the rule is that only W_O[head] changes, so the "
+                     "ablated copy's values, z and circuits still show what the head computes"
+                     if {k.rsplit(".", 1)[-1] for k in changed} <= {"W_V", "b_V"} else
+                     "only W_O[head] changes; every other parameter, b_O included, stays as it was")
+        core.fail(f"{test}: {what} changed {', '.join(changed)} as well as W_O.\nLikely cause: {what_else}. Zero "
+                  "ablated.blocks[layer].attn.W_O[head] and nothing else.")
+    others = torch.ones(before[w_o].shape[0], dtype=torch.bool)  # (n_heads,)
+    others[head] = False
+    new_w_o = after[w_o].to(before[w_o].device)  # (n_heads, d_head, d_model)
+    if not bool((new_w_o[head] == 0).all()) or not torch.equal(new_w_o[others], before[w_o][others]):
+        core.fail(f"{test}: in the model returned by {what}, W_O is not the model's W_O with head {head}'s slice "
+                  "set to zero.\nLikely cause: zero W_O[head] (the first axis is the head), exactly, and leave the "
+                  "other heads' slices as they were.")
+
+
 def test_ablate_head(ablate_head) -> None:
-    """Check ablate_head on a random two-layer model: the copy's logits without one head; the original unchanged."""
+    """Check ablate_head on a random two-layer model: the copy's logits without one head; the original unchanged;
+    only W_O[head] of the copy differs from the model (it is zero)."""
     __tracebackhide__ = True
     test = "test_ablate_head"
     fn = core.expect_function(ablate_head, "ablate_head", test)
@@ -437,6 +486,12 @@ def test_ablate_head(ablate_head) -> None:
         core.vet_output(logits, expected, case.dims, test, "the ablated model's logits")
         mismatch = core.compare(logits, expected)
         if mismatch is not None:
-            core.explain(test, "the logit", case, logits, mismatch)
+            try:
+                core.explain(test, "the logit", case, logits, mismatch)
+            except core.CheckFailed as failed:
+                if "Likely cause: " not in str(failed):  # no known mistake: name the parameters that changed
+                    _only_w_o_changed(test, what, model, out, layer, head)
+                raise
+        _only_w_o_changed(test, what, model, out, layer, head)
         cases.append(case)
     core.passed(test, core.summary(cases))

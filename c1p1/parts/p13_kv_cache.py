@@ -170,6 +170,8 @@ def generate_with_cache(
 ) -> Int[Tensor, "batch posn_plus_new"]:
     """Prefill the cache with the prompt, then feed one new token per step; return prompt + new tokens.
 
+    max_new_tokens forward passes in all: the prompt in one, then each new token but the last (returned, never fed).
+
     model(tokens, cache) -> (logits, cache) as CachedTransformer; sampling: keyword arguments of
     sample_next_token (temperature, top_k, top_p, freq_penalty, generator). temperature=0.0 is greedy.
     """

@@ -109,10 +109,10 @@ def prev_token_score(pattern: Float[Tensor, "batch n_heads query_pos key_pos"]) 
 
 
 def induction_score(pattern: Float[Tensor, "batch n_heads query_pos key_pos"], seq_len: int) -> Float[Tensor, "n_heads"]:
-    """Mean attention from each query q >= seq_len to key q - seq_len + 1, over the batch and those queries."""
+    """Mean attention from each query q >= seq_len, to the last, to key q - seq_len + 1, over the batch."""
     ### BEGIN SOLUTION
-    stripe = pattern.diagonal(offset=1 - seq_len, dim1=-2, dim2=-1)  # (batch, n_heads, seq_len + 1): q = seq_len - 1 ..
-    return stripe[..., 1:].mean(dim=(0, -1))  # (n_heads,): queries seq_len .. 2 * seq_len - 1
+    stripe = pattern.diagonal(offset=1 - seq_len, dim1=-2, dim2=-1)  # (batch, n_heads, posn - seq_len + 1): q = seq_len - 1 ..
+    return stripe[..., 1:].mean(dim=(0, -1))  # (n_heads,): queries seq_len .. posn - 1
     ### END SOLUTION
 
 
@@ -157,8 +157,9 @@ def composition_score(W_A: Float[Tensor, "d_in d_mid"], W_B: Float[Tensor, "d_mi
 def ablate_head(model: nn.Module, layer: int, head: int) -> nn.Module:
     """A copy of model in which head `head` of block `layer` writes nothing (its share of W_O is zero).
 
-    Every other parameter, b_O included, is unchanged; the model passed in is left as it was. The layer's output
-    is then Float[Tensor, "batch posn d_model"] without that head's z @ W_O[head].
+    Only W_O[head] changes: every other parameter (b_O, W_V, b_V included) is unchanged; the model passed in
+    is left as it was. The layer's output is then Float[Tensor, "batch posn d_model"] without that head's
+    z @ W_O[head].
     """
     ### BEGIN SOLUTION
     ablated = copy.deepcopy(model)
