@@ -184,6 +184,27 @@ def no_mask(self, x, cache):
     return finish(self, q, k, v, None)
 
 
+def mask_read_after_append(self, x, cache):
+    q, k_new, v_new = heads(self, x)
+    k, v = cache.append(k_new, v_new)
+    past = len(cache)  # read after the append: already counts the new positions
+    return finish(self, q, k, v, arange_mask(past, q.shape[1], k.shape[1], x.device))
+
+
+def mask_hides_own_key(self, x, cache):
+    past = len(cache)
+    q, k_new, v_new = heads(self, x)
+    k, v = cache.append(k_new, v_new)
+    return finish(self, q, k, v, arange_mask(past - 1, q.shape[1], k.shape[1], x.device))
+
+
+def mask_one_ahead(self, x, cache):
+    past = len(cache)
+    q, k_new, v_new = heads(self, x)
+    k, v = cache.append(k_new, v_new)
+    return finish(self, q, k, v, arange_mask(past + 1, q.shape[1], k.shape[1], x.device))
+
+
 def cache_unread(self, x, cache):
     q, k_new, v_new = heads(self, x)
     cache.append(k_new, v_new)
@@ -221,7 +242,11 @@ ATTENTION_CORRECT = {
 
 ATTENTION_MISTAKES = {
     "new query masked from the cached keys": (unshifted_mask, ["masked from the cached keys", "diagonal=past + 1"]),
-    "no mask": (no_mask, ["no causal mask"]),
+    "no mask": (no_mask, ["the mask hides nothing", "no causal mask"]),
+    "past read after append": (mask_read_after_append, ["the mask hides nothing", "past was read after cache.append"]),
+    "mask hides the own key": (mask_hides_own_key, ["NaN at position 0", "off by one and hides each query's own key",
+                                                    "diagonal=past instead of past + 1"]),
+    "mask one ahead": (mask_one_ahead, ["off by one", "sees the key just after it", "not past + 2"]),
     "cache never read": (cache_unread, ["never read"]),
     "keys appended twice": (appended_twice, ["appended twice"]),
     "cache holds the normalised residual": (residual_cached, ["normalised residual"]),
@@ -309,6 +334,13 @@ def run_blocks(self, tokens, cache, offset, layer_of=lambda cache, i: cache.laye
     return self.unembed(self.ln_final(residual)), cache
 
 
+def run_blocks_without_ln_final(self, tokens, cache, offset):
+    residual = self.embed(tokens) + self.pos_embed(tokens, offset)
+    for block, layer_cache in zip(self.blocks, cache.layers, strict=True):
+        residual = block(residual, layer_cache)
+    return self.unembed(residual)
+
+
 class KeptCache(CachedTransformer):
     """Keeps the cache on the model between calls: a second prompt continues the first."""
 
@@ -333,6 +365,12 @@ MODEL_MISTAKES = {
     "n_ctx test removed": (model_variant(run_blocks, guard=False), ["n_ctx test at the top of forward"]),
     "cache kept across prompts": (KeptCache, ["kept from the previous prompt"]),
     "logits only": (model_variant(lambda s, t, c, o: run_blocks(s, t, c, o)[0]), ["(logits, cache)"]),
+    "cache ignored": (model_variant(lambda s, t, c, o: (run_blocks(s, t, KVCache(s.cfg), 0)[0], c)),
+                      ["returned cache holds 0 positions", "the cache is ignored", "cache.layers[i] of the cache passed in"]),
+    "cache ignored, returned filled": (model_variant(lambda s, t, c, o: run_blocks(s, t, KVCache(s.cfg), 0)),
+                                       ["the cache is ignored", "positions from 0", "cache.layers[i] of the cache passed in"]),
+    "no ln_final": (model_variant(lambda s, t, c, o: (run_blocks_without_ln_final(s, t, c, o), c)),
+                    ["ln_final is left out", "self.unembed(self.ln_final(residual))"]),
 }
 
 

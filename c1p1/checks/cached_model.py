@@ -74,6 +74,12 @@ def model_case(label: str, cfg: Config, p: dict[str, Tensor], tokens: Tensor, si
                 "(zip(self.blocks, cache.layers)).", lambda: cached_logits(chunks, p, cfg, shared=True)),
         Mistake("the new query is masked from the cached keys (CachedAttention's mask is not offset by past): run "
                 "test_cached_attention.", lambda: cached_logits(chunks, p, cfg, mask="unshifted")),
+        Mistake("the cache is ignored: every call runs its tokens as a new prompt (positions from 0, an empty cache "
+                "in every block), so a new token never sees the tokens before it. Give block i cache.layers[i] of the "
+                "cache passed in, and offset the positions by cache.n_positions.",
+                lambda: cached_logits(chunks, p, cfg, fresh=True)),
+        Mistake("ln_final is left out: the unembedding reads the raw residual stream. Return "
+                "self.unembed(self.ln_final(residual)).", lambda: cached_logits(chunks, p, cfg, ln_final=False)),
     ]
     return Case(label, cfg, p, tuple(chunks), expected, LOGIT_DIMS, mistakes, MODEL_FALLBACK)
 
@@ -115,9 +121,13 @@ def test_cached_transformer(CachedTransformer) -> None:
         for i, (same, positions) in enumerate(held):
             fed = sum(c.shape[1] for c in case.inputs[: i + 1])
             if not same or positions != fed:
+                cause = ("the cache is ignored: the blocks never wrote to the cache returned. Give block i "
+                         "cache.layers[i] of the cache passed in (or of the one new KVCache(self.cfg) made when cache "
+                         "is None), and return that cache." if positions == 0 else
+                         "return the cache you were given, extended by the blocks (or a new KVCache(cfg) when cache is "
+                         "None), and give block i only cache.layers[i].")
                 core.fail(f"{test} on {case.label}: after call {i + 1} the returned cache holds {positions} positions, "
-                          f"not the {fed} fed so far.\nLikely cause: return the cache you were given, extended by the "
-                          "blocks (or a new KVCache(cfg) when cache is None), and give block i only cache.layers[i].")
+                          f"not the {fed} fed so far.\nLikely cause: {cause}")
     _fresh_and_limit(test, models[id(small_p)], small_p, tokens)
     core.passed(test, f"{len(cases)} cases match the full forward's logits within atol {core.ATOL:g}, rtol "
                       f"{core.RTOL:g}: " + "; ".join(c.label for c in cases) + "; a new prompt starts from an empty "

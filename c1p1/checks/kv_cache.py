@@ -62,7 +62,9 @@ def attend(x: Tensor, p: dict[str, Tensor], entry: Entry, *, mask: str = "offset
     """x: the new positions (batch, new, d_model) -> (batch, new, d_model), appending their k, v to entry.
 
     mask: "offset" (correct: new query i sees keys 0 .. past + i), "unshifted" (notebook 04's square mask
-    on the rectangle), "none". unread=True attends over the new keys only (the cache is never read).
+    on the rectangle), "none", "own_hidden" (diagonal=past: each query's own key hidden too), "one_ahead"
+    (diagonal=past + 2: the key just after each query shows). unread=True attends over the new keys only
+    (the cache is never read).
     """
     past = len(entry)
     q, k_new, v_new = (project(x, p, n) for n in "QKV")  # each (batch, new, n_heads, d_head)
@@ -72,15 +74,23 @@ def attend(x: Tensor, p: dict[str, Tensor], entry: Entry, *, mask: str = "offset
     scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(q.shape[-1])  # (batch, n_heads, new, posn)
     new, total = scores.shape[-2:]
     ones = torch.ones(new, total, dtype=torch.bool, device=x.device)  # (new, posn)
+    diagonal = {"offset": past + 1, "unshifted": 1, "own_hidden": past, "one_ahead": past + 2}
     if mask != "none":
-        scores = scores.masked_fill(ones.triu(past + 1 if mask == "offset" else 1), float("-inf"))
+        scores = scores.masked_fill(ones.triu(diagonal[mask]), float("-inf"))
     z = torch.einsum("bhqk,bkhd->bqhd", scores.softmax(-1), v)  # (batch, new, n_heads, d_head)
     return torch.einsum("bqhd,hdm->bqm", z, p["W_O"]) + p["b_O"]  # (batch, new, d_model)
 
 
 def cached_logits(chunks: Sequence[Tensor], p: dict[str, Tensor], cfg: Config, cache: Cache | None = None, *,
-                  offset: bool = True, **attn_mistake) -> Tensor:
-    """GPT-2 fed chunk after chunk through one cache: the logits of every chunk, (batch, posn, d_vocab)."""
+                  offset: bool = True, ln_final: bool = True, fresh: bool = False, **attn_mistake) -> Tensor:
+    """GPT-2 fed chunk after chunk through one cache: the logits of every chunk, (batch, posn, d_vocab).
+
+    Mistakes: offset=False (positions from 0 in every call), ln_final=False (the unembedding reads the raw
+    residual), fresh=True (every call starts from an empty cache: the cache is ignored), and the flags of `attend`.
+    """
+    if fresh:
+        return torch.cat([cached_logits([c], p, cfg, offset=offset, ln_final=ln_final, **attn_mistake)
+                          for c in chunks], dim=1)  # (batch, posn, d_vocab)
     cache = Cache(cfg.n_layers, **{k: attn_mistake.pop(k) for k in ("shared", "copies") if k in attn_mistake}) \
         if cache is None else cache
     eps, sub, out = cfg.layer_norm_eps, oracle.sub, []
@@ -92,7 +102,8 @@ def cached_logits(chunks: Sequence[Tensor], p: dict[str, Tensor], cfg: Config, c
             resid = resid + attend(oracle.layer_norm(resid, sub(b, "ln1"), eps), sub(b, "attn"), cache.layers[i],
                                    **attn_mistake)  # (batch, new, d_model)
             resid = resid + oracle.mlp(oracle.layer_norm(resid, sub(b, "ln2"), eps), sub(b, "mlp"))
-        out.append(oracle.unembed(oracle.layer_norm(resid, sub(p, "ln_final"), eps), sub(p, "unembed")))
+        final = oracle.layer_norm(resid, sub(p, "ln_final"), eps) if ln_final else resid  # (batch, new, d_model)
+        out.append(oracle.unembed(final, sub(p, "unembed")))
     return torch.cat(out, dim=1)  # (batch, posn, d_vocab)
 
 
@@ -220,8 +231,13 @@ def attention_mistakes(x: Tensor, p: dict[str, Tensor], sizes: Sequence[int]) ->
         Mistake("the new query is masked from the cached keys: notebook 04's mask assumes query i sits at position i, "
                 "but new query i sits at past + i. Use torch.triu(ones(new, past + new), diagonal=past + 1).",
                 lambda: run(mask="unshifted")),
-        Mistake("there is no causal mask: when several new positions arrive at once (the prompt), each must not see "
-                "the ones after it. Mask key j for new query i when j > past + i.", lambda: run(mask="none")),
+        Mistake("the mask hides nothing, so each new position of the prompt sees the ones after it: either there is "
+                "no causal mask, or past was read after cache.append (len(cache) then already counts the new "
+                "positions). Read past = len(cache) before appending and mask key j for new query i when j > past + i.",
+                lambda: run(mask="none")),
+        Mistake("the mask is off by one: each new query also sees the key just after it. Mask key j for new query i "
+                "when j > past + i: torch.triu(ones(new, past + new), diagonal=past + 1), not past + 2.",
+                lambda: run(mask="one_ahead")),
         Mistake("the cache is never read: the new queries score only the new keys. Score them against all the keys "
                 "cache.append returns.", lambda: run(unread=True)),
         Mistake("the keys and values are appended twice, so the cached positions count double in the softmax. "
@@ -271,6 +287,7 @@ def test_cached_attention(CachedAttention) -> None:
             outs.append(out)
         _check_entry(test, case, entry, x, k_true, v_true)
         out = torch.cat(outs, dim=1)  # (batch, posn, d_model)
+        _own_key_hidden(test, case, out, sizes)
         core.vet_output(out, case.expected, case.dims, test, "the output")
         mismatch = core.compare(out, case.expected)
         if mismatch is not None:
@@ -278,6 +295,23 @@ def test_cached_attention(CachedAttention) -> None:
     core.passed(test, f"{len(cases)} cases match the whole-sequence attention within atol {core.ATOL:g}, rtol "
                       f"{core.RTOL:g}, and the cache holds the true keys and values: "
                       + "; ".join(c.label for c, *_ in cases) + ".")
+
+
+def _own_key_hidden(test: str, case: Case, out: Tensor, sizes: Sequence[int]) -> None:
+    """NaN where the mask also hides each query's own key (diagonal=past): the prompt's first row is all -inf."""
+    __tracebackhide__ = True
+    if bool(torch.isfinite(out).all()):
+        return
+    (x,) = case.inputs
+    entry = Entry()
+    own = torch.cat([attend(c, case.params, entry, mask="own_hidden") for c in chunked(x, sizes)], dim=1)
+    same_nan = torch.equal(torch.isfinite(own), torch.isfinite(out))  # (batch, posn, d_model)
+    if same_nan and core.matches(torch.nan_to_num(out), torch.nan_to_num(own)):
+        row = int((~torch.isfinite(out)).nonzero()[0][1])
+        core.fail(f"{test} on {case.label}: the output is NaN at position {row}, the first of the prompt.\n"
+                  "Likely cause: the mask is off by one and hides each query's own key too (diagonal=past instead of "
+                  "past + 1), so the prompt's first query sees no key and its softmax runs over a row of -inf. "
+                  "Mask key j for new query i only when j > past + i.")
 
 
 def _check_entry(test: str, case: Case, entry: Entry, x: Tensor, k_true: Tensor, v_true: Tensor) -> None:
