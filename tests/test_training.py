@@ -335,9 +335,20 @@ def good_warm(s, w, m):
     return m * (s + 1) / w
 
 
-def cos_decay(end_at_zero=False, span_from_zero=False, clamp=True):
+def lr_early_return(warm, decay, boundary=lambda w: w):
+    """The canonical layout: warm-up, then `if step >= max_steps: return min_lr`, then the decay."""
+    def lr(step, warmup_steps, max_steps, max_lr, min_lr):
+        if step < boundary(warmup_steps):
+            return warm(step, warmup_steps, max_lr)
+        if step >= max_steps:
+            return min_lr
+        return decay(step, warmup_steps, max_steps, max_lr, min_lr)
+    return lr
+
+
+def cos_decay(end_at_zero=False, span_from_zero=False, clamp=True, span=None):
     def decay(s, w, n, m, lo):
-        progress = (s - w) / (n if span_from_zero else n - w)
+        progress = (s - w) / (span(w, n) if span else n if span_from_zero else n - w)
         if clamp:
             progress = min(progress, 1.0)
         low = 0.0 if end_at_zero else lo
@@ -352,10 +363,17 @@ def test_lr_at_correct_variant_passes():
 @pytest.mark.parametrize("fn, keywords", [
     (lr_variant(lambda s, w, m: m * s / w, cos_decay()), ["off by one"]),
     (lr_variant(good_warm, cos_decay(end_at_zero=True)), ["decays to 0"]),
-    (lr_variant(good_warm, cos_decay(span_from_zero=True)), ["does not reach min_lr"]),
+    (lr_variant(good_warm, cos_decay(span_from_zero=True)), ["progress is divided by max_steps"]),
     (lr_variant(good_warm, cos_decay(clamp=False)), ["after max_steps"]),
     (lambda *args: torch.tensor(lr_at(*args)), ["Python float"]),
-], ids=["warmup-off-by-one", "to-zero", "not-reaching-min", "past-the-end", "tensor"])
+    (lr_early_return(good_warm, cos_decay(), boundary=lambda w: w + 1), ["warm-up boundary is off by one",
+                                                                       "step <= warmup_steps"]),
+    (lr_early_return(good_warm, cos_decay(span=lambda w, n: n)), ["progress is divided by max_steps",
+                                                                   "x max_lr", "yours"]),
+    (lr_early_return(good_warm, cos_decay(end_at_zero=True)), ["decays to 0"]),
+    (lr_early_return(good_warm, cos_decay(span=lambda w, n: n - w - 1)), ["ends one step early"]),
+], ids=["warmup-off-by-one", "to-zero", "not-reaching-min", "past-the-end", "tensor", "warmup-boundary",
+        "progress-over-max-steps", "to-zero-early-return", "ends-early"])
 def test_lr_at_mistakes_are_named(fn, keywords):
     fails(tests.test_lr_at, fn, *keywords)
 
@@ -373,10 +391,13 @@ def step_with_cross_entropy_zeroing_first(model, optimizer, x, y, max_grad_norm)
 
 
 def step_variant(zero=True, clip_before=True, clip_after=False, target_x=False, step=True, reduction="mean",
-                 item=True):
+                 item=True, shift=""):
     def fn(model, optimizer, x, y, max_grad_norm):
         logits = model(x)
-        loss = F.cross_entropy(logits.flatten(0, 1), (x if target_x else y).flatten(), reduction=reduction)
+        target = x if target_x else y
+        if shift:  # shifted again, as in notebook 09's loss on a single sequence
+            logits, target = logits[:, :-1], (x if shift == "x" else y)[:, 1:]
+        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction=reduction)
         loss.backward()
         if clip_before:
             nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
@@ -401,7 +422,9 @@ def test_train_step_correct_variant_passes():
     (step_variant(step=False), ["optimizer.step()"]),
     (step_variant(reduction="sum"), ["summed"]),
     (step_variant(item=False), ["loss.item()"]),
-], ids=["no-zero-grad", "clip-after-step", "targets-x", "no-step", "summed", "tensor"])
+    (step_variant(shift="y"), ["shifted a second time", "logits[:, :-1] against y[:, 1:]"]),
+    (step_variant(shift="x"), ["x shifted by one", "logits[:, :-1] against x[:, 1:]"]),
+], ids=["no-zero-grad", "clip-after-step", "targets-x", "no-step", "summed", "tensor", "shifted-twice", "x-shifted"])
 def test_train_step_mistakes_are_named(fn, keywords):
     fails(tests.test_train_step, fn, *keywords)
 

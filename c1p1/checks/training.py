@@ -282,34 +282,51 @@ LR_CASES = ((10, 100, 1e-3, 1e-4), (4, 30, 3e-3, 3e-4), (1, 12, 2.0, 0.5))
 
 
 def _lr_mistakes(warmup: int, max_steps: int, max_lr: float, min_lr: float, steps: list[int]) -> list[core.Mistake]:
-    def schedule(warm: Callable[[int], float], decay: Callable[[int], float]) -> Callable[[], Tensor]:
-        # as fractions of max_lr, like the comparison
-        return lambda: torch.tensor([warm(s) if s < warmup else decay(s) for s in steps], dtype=torch.float64) / max_lr
-
-    def cosine(s: int, end: float = min_lr, span: int = max_steps - warmup) -> float:
-        progress = min((s - warmup) / span, 1.0)
+    def cosine(s: int, end: float = min_lr, span: int = max_steps - warmup, start: int = warmup) -> float:
+        progress = min((s - start) / span, 1.0)
         return end + (max_lr - end) * 0.5 * (1 + math.cos(math.pi * progress))
 
+    def schedule(warm: Callable[[int], float], decay: Callable[[int], float], boundary: int = warmup,
+                 stop: bool = False) -> Callable[[], Tensor]:
+        # as fractions of max_lr, like the comparison; stop=True: min_lr from max_steps on (an early return)
+        def lr(s: int) -> float:
+            if s < boundary:
+                return warm(s)
+            return min_lr if stop and s >= max_steps else decay(s)
+
+        return lambda: torch.tensor([lr(s) for s in steps], dtype=torch.float64) / max_lr
+
     right_warm = lambda s: max_lr * (s + 1) / warmup  # noqa: E731
-    return [
-        core.Mistake("the warm-up is off by one step: at step 0 the learning rate should already be "
-                     "max_lr / warmup_steps (step + 1 steps done), reaching max_lr at step warmup_steps - 1.",
-                     schedule(lambda s: max_lr * s / warmup, cosine)),
-        core.Mistake("the warm-up is off by one step: (step + 1) / warmup_steps, not (step + 1) / (warmup_steps + 1).",
-                     schedule(lambda s: max_lr * (s + 1) / (warmup + 1), cosine)),
-        core.Mistake("the cosine decays to 0 instead of min_lr: lr = min_lr + (max_lr - min_lr) * (1 + cos(pi * "
-                     "progress)) / 2.", schedule(right_warm, lambda s: cosine(s, end=0.0))),
-        core.Mistake("the cosine does not reach min_lr at max_steps: progress = (step - warmup_steps) / "
-                     "(max_steps - warmup_steps) runs from 0 to 1 over the decay.",
-                     schedule(right_warm, lambda s: cosine(s, span=max_steps))),
-        core.Mistake("the cosine does not reach min_lr at max_steps: progress must run over the decay only "
-                     "(step - warmup_steps), not from step 0.",
-                     schedule(right_warm, lambda s: min_lr + (max_lr - min_lr) * 0.5
-                              * (1 + math.cos(math.pi * min(s / max_steps, 1.0))))),
-        core.Mistake("after max_steps the learning rate should stay at min_lr (the cosine keeps going past its end).",
-                     schedule(right_warm, lambda s: min_lr + (max_lr - min_lr) * 0.5
-                              * (1 + math.cos(math.pi * (s - warmup) / (max_steps - warmup))))),
+    named = [
+        ("the warm-up is off by one step: at step 0 the learning rate should already be max_lr / warmup_steps "
+         "(step + 1 steps done), reaching max_lr at step warmup_steps - 1.",
+         dict(warm=lambda s: max_lr * s / warmup, decay=cosine)),
+        ("the warm-up is off by one step: (step + 1) / warmup_steps, not (step + 1) / (warmup_steps + 1).",
+         dict(warm=lambda s: max_lr * (s + 1) / (warmup + 1), decay=cosine)),
+        ("the warm-up boundary is off by one: the warm-up runs while step <= warmup_steps, so at step warmup_steps the "
+         "rate is max_lr * (warmup_steps + 1) / warmup_steps, above max_lr. Warm up while step < warmup_steps.",
+         dict(warm=right_warm, decay=cosine, boundary=warmup + 1)),
+        ("the cosine decays to 0 instead of min_lr: lr = min_lr + (max_lr - min_lr) * (1 + cos(pi * progress)) / 2.",
+         dict(warm=right_warm, decay=lambda s: cosine(s, end=0.0))),
+        ("progress is divided by max_steps: it must be (step - warmup_steps) / (max_steps - warmup_steps), so that "
+         "it runs from 0 to 1 over the decay and the cosine reaches min_lr at max_steps.",
+         dict(warm=right_warm, decay=lambda s: cosine(s, span=max_steps))),
+        ("progress is counted from step 0 (step / max_steps): it must run over the decay only, (step - warmup_steps) "
+         "/ (max_steps - warmup_steps).", dict(warm=right_warm, decay=lambda s: cosine(s, span=max_steps, start=0))),
+        ("the cosine ends one step early: progress = (step - warmup_steps) / (max_steps - warmup_steps), not "
+         "/ (max_steps - warmup_steps - 1); it reaches 1, and the rate min_lr, at max_steps.",
+         dict(warm=right_warm, decay=lambda s: cosine(s, span=max(max_steps - warmup - 1, 1)))),
     ]
+    out = [core.Mistake(cause, schedule(**kw, stop=stop)) for cause, kw in named for stop in (True, False)]
+    out.append(core.Mistake("after max_steps the learning rate should stay at min_lr (the cosine keeps going past its "
+                            "end).", schedule(right_warm, lambda s: min_lr + (max_lr - min_lr) * 0.5
+                                              * (1 + math.cos(math.pi * (s - warmup) / (max_steps - warmup))))))
+    return out
+
+
+LR_FALLBACK = ("linear warm-up max_lr * (step + 1) / warmup_steps while step < warmup_steps; then "
+               "min_lr + (max_lr - min_lr) * (1 + cos(pi * progress)) / 2 with progress = "
+               "(step - warmup_steps) / (max_steps - warmup_steps); min_lr from max_steps on.")
 
 
 def test_lr_at(lr_at) -> None:
@@ -319,27 +336,33 @@ def test_lr_at(lr_at) -> None:
     fn = core.expect_function(lr_at, "lr_at", test)
     from c1p1.parts.p11_training import lr_at as canonical
 
-    cases = []
+    labels = []
     for warmup, max_steps, max_lr, min_lr in LR_CASES:
         steps = list(range(max_steps + 5))
         got = [_as_float(_call(fn, (s, warmup, max_steps, max_lr, min_lr), test, f"lr_at({s}, ...)"), test, "lr_at")
                for s in steps]
         expected = [canonical(s, warmup, max_steps, max_lr, min_lr) for s in steps]
-        case = core.Case(label=f"warmup_steps={warmup}, max_steps={max_steps}, max_lr={max_lr:g}, min_lr={min_lr:g}",
-                         cfg=TINY, params=None, inputs=(), dims=("step",),
-                         expected=torch.tensor(expected, dtype=torch.float64) / max_lr,  # fractions of max_lr
-                         mistakes=lambda a=(warmup, max_steps, max_lr, min_lr), st=steps: _lr_mistakes(*a, st),
-                         fallback="linear warm-up max_lr * (step + 1) / warmup_steps below warmup_steps; then "
-                                  "min_lr + (max_lr - min_lr) * (1 + cos(pi * progress)) / 2 with progress = "
-                                  "(step - warmup_steps) / (max_steps - warmup_steps); min_lr from max_steps on.")
-        out = torch.tensor(got, dtype=torch.float64) / max_lr  # (steps,)
-        mismatch = core.compare(out, case.expected)
-        if mismatch is not None:
-            s = mismatch.index[0]
-            core.explain(test, f"the learning rates (yours at step {s}: {got[s]:.4g}, expected {expected[s]:.4g}); "
-                         "the", case, out, mismatch)
-        cases.append(case)
-    core.passed(test, f"{len(cases)} schedules match at every step: " + "; ".join(c.label for c in cases) + ".")
+        label = f"warmup_steps={warmup}, max_steps={max_steps}, max_lr={max_lr:g}, min_lr={min_lr:g}"
+        labels.append(label)
+        out = torch.tensor(got, dtype=torch.float64) / max_lr  # (steps,): fractions of max_lr
+        want = torch.tensor(expected, dtype=torch.float64) / max_lr  # (steps,)
+        mismatch = core.compare(out, want)
+        if mismatch is None:
+            continue
+        s = mismatch.index[0]
+        wrong = int((~torch.isclose(out, want, atol=core.ATOL, rtol=core.RTOL)).sum())
+        first = (f"{test} FAILED on {label}: your rate is wrong at {wrong} of the {len(steps)} steps 0 to "
+                 f"{steps[-1]}; the worst is step {s}: yours {got[s]:.4g}, expected {expected[s]:.4g} "
+                 f"(off by {mismatch.max_error:.2g} x max_lr).")
+        best, best_distance = None, float("inf")
+        for mistake in _lr_mistakes(warmup, max_steps, max_lr, min_lr, steps):
+            candidate = mistake.output()  # (steps,)
+            distance = float((out - candidate).abs().max())
+            if core.matches(out, candidate) and distance < 0.2 * mismatch.max_error and distance < best_distance:
+                best, best_distance = mistake, distance
+        core.fail(first + ("\nLikely cause: " + best.cause if best is not None
+                           else "\nLikely cause: the schedule differs from " + LR_FALLBACK))
+    core.passed(test, f"{len(labels)} schedules match at every step: " + "; ".join(labels) + ".")
 
 
 # ------------------------------------------------------------------------------------------ train_step
@@ -353,6 +376,10 @@ def _reference_steps(model: nn.Module, make_optimizer: Callable, batches, max_gr
     for x, y in batches:
         logits = model(x)  # (batch, block, d_vocab)
         target = x if variant == "targets_x" else y  # (batch, block)
+        if variant == "shift_twice":  # y shifted once more: logits[:, :-1] against y[:, 1:]
+            logits, target = logits[:, :-1], y[:, 1:]  # (batch, block - 1, d_vocab), (batch, block - 1)
+        elif variant == "shift_x":  # notebook 09's shift of the input: logits[:, :-1] against x[:, 1:]
+            logits, target = logits[:, :-1], x[:, 1:]  # (batch, block - 1, d_vocab), (batch, block - 1)
         loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum" if variant == "sum" else "mean")
         loss.backward()
         if variant not in ("clip_after", "no_clip"):
@@ -375,6 +402,10 @@ TRAIN_STEP_MISTAKES = {
     "no_clip": "the gradients are not clipped: call torch.nn.utils.clip_grad_norm_(model.parameters(), "
                "max_grad_norm) before optimizer.step().",
     "targets_x": "the loss compares the logits with x instead of y: the target at each position is the next token.",
+    "shift_twice": "the targets are shifted a second time (logits[:, :-1] against y[:, 1:]): get_batch already made "
+                   "y the next token at every position, so compare logits with y as they are, position for position.",
+    "shift_x": "the targets are x shifted by one (logits[:, :-1] against x[:, 1:]), which drops the last position's "
+               "target: y already holds the next token at every position, so compare logits with y.",
     "no_step": "the parameters never change: call optimizer.step() after the backward pass.",
     "sum": "the loss is summed over positions instead of averaged: take the mean.",
 }
