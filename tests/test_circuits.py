@@ -136,3 +136,18 @@ def test_factors_written_in_place_are_named(reference):
         return top_token_pairs(circuit, k, chunk_rows)
 
     fails(tests.test_top_token_pairs, in_place, "in place")
+
+
+@pytest.mark.parametrize("name", ["(column, row)", "rows counted within the chunk", "ascending"])
+def test_a_wrong_pair_is_named_as_row_and_column_not_as_an_error_in_value(name, reference):
+    message = fails(tests.test_top_token_pairs, MISTAKES[name][0], "pairs are right and in place", "the first wrong "
+                    "one is pair", "yours (row", "expected (row")
+    assert "max abs error" not in message and "values match" not in message
+
+
+def test_right_pairs_in_another_order_are_said_to_be(reference):
+    def shuffled(circuit, k, chunk_rows):
+        pairs = top_token_pairs(circuit, k, chunk_rows)  # (k, 2)
+        return pairs[[1, 0, *range(2, k)]]  # the two best swapped
+
+    fails(tests.test_top_token_pairs, shuffled, "the right pairs in another order", "largest first")

@@ -150,6 +150,8 @@ OV_MISTAKES = {
               ["W_pos"]),
     "factors that do not meet": (ov_with(lambda m, a, layer, h: FactoredMatrix(m.embed.W_E @ a.W_V[h], a.W_O @ m.unembed.W_U)),
                                  ["index one head"]),
+    "W_E.T for W_U": (ov_with(lambda m, a, layer, h: FactoredMatrix(m.embed.W_E @ a.W_V[h], a.W_O[h] @ m.embed.W_E.T)),
+                      ["ends in W_E.T where W_U belongs", "model.unembed.W_U"]),
     "inner d_model": (ov_via_w_ov, ["inner dimension is 24 (d_model)", "the rule is d_head = 8", "W_E @ W_V[head]"]),
 }
 

@@ -156,7 +156,27 @@ def test_top_token_pairs(top_token_pairs) -> None:
                       "indices.\nLikely cause: the scores themselves were returned, or the indices were stacked with "
                       "float values. Return the indices from topk (torch.long).")
         core.vet_output(out, case.expected, case.dims, TEST, "the pairs", SHAPE_HINTS)
-        mismatch = core.compare(out, case.expected)
-        if mismatch is not None:
-            core.explain(TEST, "the pair", case, out, mismatch)
+        _explain_pairs(case, out)
     core.passed(TEST, core.summary(cases))
+
+
+def _explain_pairs(case: core.Case, out: Tensor) -> None:
+    """Name the first wrong pair as (row, column), yours and expected, and the known mistake the pairs match."""
+    __tracebackhide__ = True
+    want = case.expected  # (k, 2)
+    right = (out == want).all(-1)  # (k,): the pairs in their right place
+    if bool(right.all()):
+        return
+    i = int((~right).nonzero()[0])
+    as_set = {tuple(r) for r in out.tolist()} == {tuple(r) for r in want.tolist()}
+    first = (f"{TEST} FAILED on {case.label}: {int(right.sum())} of the k={len(want)} pairs are right and in place; "
+             f"the first wrong one is pair {i}: yours (row {out[i, 0]}, column {out[i, 1]}), expected (row "
+             f"{want[i, 0]}, column {want[i, 1]})" + (", though yours are the right pairs in another order." if as_set
+                                                       else "."))
+    for mistake in case.mistakes():
+        candidate = mistake.output()  # (k, 2)
+        if candidate.shape == out.shape and torch.equal(candidate.to(out.dtype), out):
+            core.fail(first + "\nLikely cause: " + mistake.cause)
+    core.fail(first + "\nLikely causes, most likely first: " + ("the pairs are not sorted by value, largest first "
+                                                                  "(topk of all the candidates sorts them)." if as_set
+                                                                  else case.fallback))

@@ -228,9 +228,16 @@ def circuit_mistakes(model: nn.Module, layer: int, head: int, kind: str):
                 lambda: other(model, layer, head)),
     ]
     if kind == "OV":
-        out.append(Mistake("rows and columns are swapped: rows are the attended token, columns the output logits. "
-                           "FactoredMatrix(W_E @ W_V[head], W_O[head] @ W_U) without a transpose.",
-                           lambda: ov_dense(model, layer, head).T))
+        a = model.blocks[layer].attn
+        W_E = model.embed.W_E  # (d_vocab, d_model)
+        out += [
+            Mistake("rows and columns are swapped: rows are the attended token, columns the output logits. "
+                    "FactoredMatrix(W_E @ W_V[head], W_O[head] @ W_U) without a transpose.",
+                    lambda: ov_dense(model, layer, head).T),
+            Mistake("the circuit ends in W_E.T where W_U belongs: GPT-2 ties its unembedding to W_E, but this model's "
+                    "unembedding is a matrix of its own. End with model.unembed.W_U: B = W_O[head] @ W_U.",
+                    lambda: W_E @ a.W_V[head] @ a.W_O[head] @ W_E.T),
+        ]
     else:
         d_head = model.blocks[layer].attn.W_Q.shape[-1]
         out += [
