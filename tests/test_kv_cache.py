@@ -528,3 +528,30 @@ def test_generate_with_cache_stub_is_not_done(reference):
 
 def test_generate_with_cache_wants_the_function(reference):
     fails(tests.test_generate_with_cache, CachedTransformer, "wants the function generate_with_cache")
+
+
+# ------------------------------------------------------------------ the first divergence, for the cached model
+
+
+def test_cached_transformer_names_the_first_wrong_submodule(reference):
+    """A learner's CachedAttention without the scale, inside their model: the message names blocks.0.attn."""
+
+    def unscaled(self, x, cache):
+        past = len(cache)
+        q, k_new, v_new = heads(self, x)
+        k, v = cache.append(k_new, v_new)
+        scores = einops.einsum(q, k, "b q h d, b k h d -> b h q k")  # no 1/sqrt(d_head)
+        scores = scores.masked_fill(arange_mask(past, q.shape[1], k.shape[1], x.device), float("-inf"))
+        z = einops.einsum(scores.softmax(-1), v, "b h q k, b k h d -> b q h d")
+        return einops.einsum(z, self.W_O, "b q h d, h d m -> b q m") + self.b_O
+
+    Unscaled = type("MyCachedAttention", (CachedAttention,), {"forward": unscaled})
+
+    class Model(CachedTransformer):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            for block in self.blocks:
+                block.attn = Unscaled(cfg)
+
+    fails(tests.test_cached_transformer, type("CachedTransformer", (Model,), {}), "blocks.0.attn differs from",
+          "every submodule before it matches", "run `tests.test_cached_attention(MyCachedAttention)`")

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import C1P1_tests as tests
-from c1p1.parts import DemoTransformer, LayerNorm, TransformerBlock, Unembed, get_log_probs
+from c1p1 import parts
+from c1p1.parts import MLP, Attention, DemoTransformer, LayerNorm, TransformerBlock, Unembed, gelu_new, get_log_probs
 from tests.check_helpers import fails, not_done
 from tests.notebook_code import definitions
 
@@ -324,3 +325,81 @@ def test_get_log_probs_mistakes_are_named(name, reference):
 
 def test_get_log_probs_wants_the_function(reference):
     fails(tests.test_get_log_probs, DemoTransformer, "wants the function get_log_probs")
+
+
+# ------------------------------------------------------------------ the first divergence, for the whole model
+
+
+class UnscaledAttention(Attention):
+    """A learner's attention that forgot the 1/sqrt(d_head) scale."""
+
+    def forward(self, x):
+        q = torch.einsum("bpm,hmd->bphd", x, self.W_Q) + self.b_Q  # (batch, posn, n_heads, d_head)
+        k = torch.einsum("bpm,hmd->bphd", x, self.W_K) + self.b_K  # (batch, posn, n_heads, d_head)
+        v = torch.einsum("bpm,hmd->bphd", x, self.W_V) + self.b_V  # (batch, posn, n_heads, d_head)
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k)  # (batch, n_heads, q, k): no scale
+        posn = x.shape[1]
+        future = torch.ones(posn, posn, dtype=torch.bool, device=x.device).triu(1)  # (q, k)
+        pattern = scores.masked_fill(future, float("-inf")).softmax(-1)  # (batch, n_heads, q, k)
+        z = torch.einsum("bhqk,bkhd->bqhd", pattern, v)  # (batch, posn, n_heads, d_head)
+        return torch.einsum("bqhd,hdm->bqm", z, self.W_O) + self.b_O  # (batch, posn, d_model)
+
+
+class BiaslessMLP(MLP):
+    """A learner's MLP that leaves out b_out."""
+
+    def forward(self, x):
+        return gelu_new(x @ self.W_in + self.b_in) @ self.W_out  # (batch, posn, d_model)
+
+
+def model_with(part: str, cls: type, layers=None):
+    """The course's DemoTransformer with the learner's `cls` as `part` of the blocks in `layers` (all by default)."""
+
+    class DemoTransformer(parts.DemoTransformer):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            for i, block in enumerate(self.blocks):
+                if layers is None or i in layers:
+                    setattr(block, part, cls(cfg))
+
+    return DemoTransformer
+
+
+def test_the_first_divergence_names_the_attention(reference):
+    message = fails(tests.test_demo_transformer, model_with("attn", UnscaledAttention), "blocks.0.attn differs from",
+                    "first", "every submodule before it matches", "run `tests.test_attention(UnscaledAttention)`")
+    assert len(message.splitlines()) == 2
+    whose = "GPT-2's" if reference.is_real else "the reference's"  # never the stand-in's weights called GPT-2's
+    assert f"differs from {whose} first (on {whose} own input" in message
+
+
+def test_the_first_divergence_is_the_first_wrong_block(reference):
+    fails(tests.test_demo_transformer, model_with("mlp", BiaslessMLP, layers={2}), "blocks.2.mlp differs from",
+          "run `tests.test_mlp(BiaslessMLP)`")
+
+
+def test_the_first_divergence_names_a_wrong_embedding(reference):
+    class DoubledEmbed(parts.Embed):
+        def forward(self, tokens):
+            return 2 * self.W_E[tokens]  # (batch, posn, d_model)
+
+    class DemoTransformer(parts.DemoTransformer):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            self.embed = DoubledEmbed(cfg)
+
+    fails(tests.test_demo_transformer, DemoTransformer, "embed differs from", "run `tests.test_embed(DoubledEmbed)`")
+
+
+def test_the_first_divergence_names_a_block_wired_wrong(reference):
+    class ParallelBlock(TransformerBlock):
+        def forward(self, x):
+            return x + self.attn(self.ln1(x)) + self.mlp(self.ln2(x))  # (batch, posn, d_model): MLP reads resid_pre
+
+    class DemoTransformer(parts.DemoTransformer):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            self.blocks = nn.ModuleList([ParallelBlock(cfg) for _ in range(cfg.n_layers)])
+
+    fails(tests.test_demo_transformer, DemoTransformer, "blocks.0 differs from",
+          "run `tests.test_transformer_block(ParallelBlock)`")

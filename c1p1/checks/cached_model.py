@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from c1p1.checks import core, oracle
 from c1p1.checks.core import Case, Mistake, build_for_loading
+from c1p1.checks.divergence import explain_divergence
 from c1p1.checks.kv_cache import SMALL, Cache, cached_logits, chunked
 from c1p1.checks.oracle import model_shapes
 from c1p1.config import Config
@@ -114,6 +115,10 @@ def test_cached_transformer(CachedTransformer) -> None:
             held.append((returned is cache, getattr(returned, "n_positions", None)))
             outs.append(logits)
         out = torch.cat(outs, dim=1)  # (batch, posn, d_vocab)
+        if out.shape == case.expected.shape and out.device == case.expected.device and (
+                not bool(torch.isfinite(out).all()) or core.compare(out, case.expected) is not None):
+            # the learner's own submodules first: the first one that differs given the reference's input
+            explain_divergence(test, case, out, model, torch.cat(list(case.inputs), dim=1), cached=True)
         core.vet_output(out, case.expected, case.dims, test, "the logits")
         mismatch = core.compare(out, case.expected)
         if mismatch is not None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
+import torch
 from torch import Tensor, nn
 
 from c1p1.checks import core, oracle
 from c1p1.checks.core import Case, Mistake
+from c1p1.checks.divergence import explain_divergence
 from c1p1.config import Config
 
 LOGIT_DIMS = ("batch", "posn", "d_vocab")
@@ -111,6 +113,20 @@ def demo_transformer_cases() -> list[Case]:
     return out
 
 
+def verify_model(test: str, *, cached: bool = False, hints=MODEL_SHAPE_HINTS):
+    """The default verdict, except that wrong logits first look for the first submodule that differs."""
+
+    def verify(case: Case, out: Tensor, module: nn.Module | None) -> None:
+        __tracebackhide__ = True
+        wrong = out.shape == case.expected.shape and out.device == case.expected.device and (
+            not bool(torch.isfinite(out).all()) or core.compare(out, case.expected) is not None)
+        if wrong and module is not None:
+            explain_divergence(test, case, out, module, case.inputs[0], cached=cached)
+        core.judge(test, case, out, "the output", "the logit", hints)
+
+    return verify
+
+
 def test_demo_transformer(DemoTransformer) -> None:
     """Check a DemoTransformer: tokens to logits with GPT-2's parameters, and with random ones in 3 layers."""
     __tracebackhide__ = True
@@ -118,7 +134,7 @@ def test_demo_transformer(DemoTransformer) -> None:
     cls = core.expect_module_class(DemoTransformer, "DemoTransformer", test)
     cases = demo_transformer_cases()
     core.run_cases(test, cls, cases, shape_hints=MODEL_SHAPE_HINTS, values="the logit", fields=FIELDS,
-                   prepare=check_block_count, load_hint=MODEL_LOAD_HINT, lend=True)
+                   prepare=check_block_count, load_hint=MODEL_LOAD_HINT, lend=True, verify=verify_model(test))
     core.passed(test, core.summary(cases))
 
 

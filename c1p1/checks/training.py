@@ -157,7 +157,7 @@ def test_get_batch(get_batch) -> None:
                   "torch.randint(len(data) - block_size, ...).")
     device = _device()
     if device != core.PREFLIGHT:  # the same draws, now indexing on the course's device
-        _windows(test, *(t.cpu() for t in _batch(fn, data.to(device), 64, block, 0, test)))
+        _windows(test, *(t.to(core.PREFLIGHT) for t in _batch(fn, data.to(device), 64, block, 0, test)))
     core.passed(test, "windows of consecutive tokens, y one token later on every draw, never past the end, every "
                 "valid start reachable, reproducible with the generator, starts spread over the whole data.")
 
