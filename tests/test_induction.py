@@ -235,6 +235,9 @@ COMPOSITION_MISTAKES = {
     "wrong order": (lambda A, B: fro(B @ A) / (fro(A) * fro(B)) if A.shape[0] == B.shape[1] else fro(A @ B)
                     / (fro(A) * fro(B)), ["wrong order"]),
     "per-row norm": (lambda A, B: (A @ B).norm(dim=-1) / (A.norm() * B.norm()), ["one number"]),
+    "shape (1,)": (lambda A, B: (fro(A @ B) / (fro(A) * fro(B))).reshape(1), ["shape (1,)", "0-dim tensor"]),
+    "keepdim": (lambda A, B: torch.linalg.matrix_norm(A @ B, keepdim=True) / (fro(A) * fro(B)),
+                ["shape (1, 1)", "keepdim=True"]),
 }
 
 

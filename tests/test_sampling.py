@@ -85,7 +85,9 @@ def test_temperature_assert_is_a_fine_guard():
     (guarded(lambda lg, t: (lg / t).softmax(-1)), ["probabilities"]),
     (guarded(lambda lg, t: (lg / t).log_softmax(-1)), ["log probabilities"]),
     (lambda lg, t: lg / t, ["temperature 0", "ValueError"]),
-], ids=["multiplied", "softmax", "log_softmax", "no guard for 0"])
+    (lambda lg, t: lg / t if t != 0 else 1 / 0, ["apply_temperature(logits, -0.5)", "temperature == 0 only",
+                                                "temperature <= 0"]),
+], ids=["multiplied", "softmax", "log_softmax", "no guard for 0", "negative accepted"])
 def test_temperature_mistakes_are_named(fn, keywords):
     fails(tests.test_apply_temperature, fn, *keywords)
 

@@ -374,6 +374,10 @@ def test_composition_score(composition_score) -> None:
             core.fail(f"{test}: composition_score returned a tensor of shape {tuple(out.shape)}; it should return one "
                       "number (a 0-dim tensor).\nLikely cause: a norm over one axis only (e.g. .norm(dim=...)); the "
                       "Frobenius norm is over the whole matrix: torch.linalg.matrix_norm(M).")
+        if isinstance(out, Tensor) and out.dim() != 0:
+            core.fail(f"{test}: composition_score returned a tensor of shape {tuple(out.shape)}; it should return a "
+                      "0-dim tensor (shape ()), one number.\nLikely cause: a reshape, unsqueeze or keepdim=True "
+                      "added an axis: torch.linalg.matrix_norm(M) of a matrix is already 0-dim.")
         out = out.reshape(1)  # (1,)
         core.vet_output(out, case.expected, case.dims, test, "the score")
         mismatch = core.compare(out, case.expected)

@@ -169,18 +169,22 @@ def test_apply_temperature(apply_temperature) -> None:
     cases = temperature_cases()
     run_logit_cases(test, fn, cases, "apply_temperature")
     logits = random_logits((2, 5), 1203)  # (2, 5)
-    try:
-        with torch.no_grad():
-            fn(logits.clone(), 0.0)
-    except NotImplementedError:
-        core.not_done(test, "apply_temperature")
-    except Exception:  # noqa: BLE001, S110 - any error is the right answer for temperature 0
-        pass
-    else:
-        core.fail(f"{test} FAILED: apply_temperature(logits, 0.0) returned a result instead of raising an error.\n"
-                  "Likely cause: no guard for temperature 0 (dividing by 0 gives inf and NaN). Raise a ValueError when "
-                  "temperature <= 0: greedy decoding takes the argmax in sample_next_token instead.")
-    core.passed(test, summary(cases) + " Temperature 0 raises an error.")
+    for temperature in (0.0, -0.5):
+        try:
+            with torch.no_grad():
+                fn(logits.clone(), temperature)
+        except NotImplementedError:
+            core.not_done(test, "apply_temperature")
+        except Exception:  # noqa: BLE001, S112 - any error is the right answer for temperature <= 0
+            continue
+        if temperature == 0.0:
+            core.fail(f"{test} FAILED: apply_temperature(logits, 0.0) returned a result instead of raising an error.\n"
+                      "Likely cause: no guard for temperature 0 (dividing by 0 gives inf and NaN). Raise a ValueError "
+                      "when temperature <= 0: greedy decoding takes the argmax in sample_next_token instead.")
+        core.fail(f"{test} FAILED: apply_temperature(logits, -0.5) returned a result instead of raising an error.\n"
+                  "Likely cause: the guard tests temperature == 0 only. A negative temperature flips the logits, so "
+                  "the least likely token becomes the most likely: raise a ValueError when temperature <= 0.")
+    core.passed(test, summary(cases) + " Temperatures 0 and -0.5 raise an error.")
 
 
 # ------------------------------------------------------------------------------- frequency penalty
