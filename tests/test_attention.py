@@ -148,6 +148,7 @@ def forward_with(self, x, *, scale="d_head", softmax_dim=-1, mask="before", bias
         pattern = scores.softmax(dim=softmax_dim).masked_fill(future_of(scores), 0.0)  # same
     else:
         pattern = scores.softmax(dim=softmax_dim)  # (batch, n_heads, query_pos, key_pos)
+    self.pattern = pattern  # (batch, n_heads, query_pos, key_pos), as the docstring asks
     per_head = (pattern @ v) @ self.W_O  # (batch, n_heads, posn, d_model)
     out = per_head.sum(1) if heads == "sum" else per_head.mean(1)  # (batch, posn, d_model)
     if b_o_per_head:
@@ -191,7 +192,8 @@ def fused_forward(self, x):
 
     q, k, v = project(self.W_Q, self.b_Q), project(self.W_K, self.b_K), project(self.W_V, self.b_V)
     scores = self.apply_causal_mask(q @ k.transpose(-1, -2) / math.sqrt(d))  # (batch, n_heads, query_pos, key_pos)
-    z = scores.softmax(-1) @ v  # (batch, n_heads, posn, d_head)
+    self.pattern = scores.softmax(-1)  # (batch, n_heads, query_pos, key_pos)
+    z = self.pattern @ v  # (batch, n_heads, posn, d_head)
     return z.transpose(1, 2).reshape(batch, posn, h * d) @ self.W_O.reshape(h * d, m) + self.b_O  # (batch, posn, d_model)
 
 
@@ -206,7 +208,6 @@ class QuarterPower(Attention):
 CORRECT_ATTENTION = {
     "solution notebook": lambda: definitions("solutions/05_attention.ipynb")["Attention"],
     "matmuls and transposes": lambda: attn_variant(),
-    "F.scaled_dot_product_attention, is_causal=True": lambda: type("Attention", (Attention,), {"forward": sdpa_forward}),
     "q and k scaled by d_head**-0.25, own persistent mask buffer": lambda: QuarterPower,
     "fused n_heads*d_head matmuls": lambda: type("Attention", (Attention,), {"forward": fused_forward}),
 }
@@ -243,6 +244,31 @@ def test_attention_exercise_stub_is_not_done(reference):
 def test_attention_mistakes_are_named(name, reference):
     flags, keywords = ATTENTION_MISTAKES[name]
     fails(tests.test_attention, attn_variant(**flags), *keywords)
+
+
+def test_attention_without_its_pattern_is_named(reference):
+    def forward(self, x):
+        out = Attention.forward(self, x)
+        del self.pattern  # the docstring asks for it: notebook 14 reads it
+        return out
+
+    fails(tests.test_attention, type("Attention", (Attention,), {"forward": forward}), "the output matches",
+          "there is no self.pattern", "self.pattern = pattern")
+
+
+def test_attention_by_scaled_dot_product_attention_is_told_to_keep_its_pattern(reference):
+    fails(tests.test_attention, type("Attention", (Attention,), {"forward": sdpa_forward}), "the output matches",
+          "there is no self.pattern", "F.scaled_dot_product_attention keeps its pattern to itself")
+
+
+def test_attention_with_a_pattern_of_the_wrong_shape_is_named(reference):
+    def forward(self, x):
+        out = Attention.forward(self, x)
+        self.pattern = self.pattern.mean(1)  # (batch, query_pos, key_pos): averaged over the heads
+        return out
+
+    fails(tests.test_attention, type("Attention", (Attention,), {"forward": forward}), "self.pattern has shape",
+          "(batch, n_heads, query_pos, key_pos)")
 
 
 def test_attention_wrong_pattern_is_reported(reference):

@@ -199,6 +199,17 @@ def _verify(case: AttnCase, out: Tensor, module: nn.Module) -> None:
         note = "" if mine is None else ("right" if pattern_mismatch is None else "wrong")
         case.fallback = _attn_fallback(case.cfg, note)
         core.explain(ATTN_TEST, "the output", case, out, mismatch)
+    if mine is None:
+        stored = getattr(module, "pattern", None)
+        what = (f"self.pattern has shape {tuple(stored.shape)}, not (batch, n_heads, query_pos, key_pos) = "
+                f"{tuple(case.pattern.shape)}" if isinstance(stored, Tensor) else "there is no self.pattern"
+                if stored is None else f"self.pattern is {core.describe(stored)}, not a tensor")
+        core.fail(
+            f"{ATTN_TEST} FAILED on {case.label}: the output matches, but {what}.\n"
+            "Likely cause: forward should also keep the attention probabilities it used, self.pattern = pattern "
+            "(the softmax of the scaled, masked scores, one per head); the notebook looks at it next. "
+            "F.scaled_dot_product_attention keeps its pattern to itself: write the softmax yourself."
+        )
     if pattern_mismatch is not None:
         core.fail(
             f"{ATTN_TEST} FAILED on {case.label}: the output matches, but only "
