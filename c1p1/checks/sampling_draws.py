@@ -280,11 +280,14 @@ def test_sample_next_token(sample_next_token) -> None:
         if device != CPU:
             out = draws(fn, *cases[0].batch(device), cases[0].settings, SEED, test, f"{cases[0].label} on {device}")
             judge(out, cases[0], test, f" on {device}, with a CPU generator")
-    note = ("" if torch.equal(again, outs[0]) else
-            " Note: the same seeded generator gave different tokens, so your samples cannot be reproduced; pass "
-            "generator=generator to torch.multinomial.")
+    if not torch.equal(again, outs[0]):
+        core.fail(f"{test} FAILED on {cases[0].label}: the draws follow the right distribution, but two runs with "
+                  "generators of the same seed gave different tokens, so your samples cannot be reproduced.\n"
+                  "Likely cause: the draw ignores the generator (torch.distributions.Categorical(...).sample() and "
+                  "the global random state take none): use torch.multinomial(probs, 1, generator=generator).")
     core.passed(test, f"greedy matches the penalised argmax, and {2 * REPEATS} draws per setting follow the exact "
-                f"distribution (chi-squared, level {ALPHA:g} each): " + "; ".join(c.label for c in cases) + "." + note)
+                f"distribution (chi-squared, level {ALPHA:g} each): " + "; ".join(c.label for c in cases) + "; the "
+                "same seeded generator gives the same tokens.")
 
 
 # ------------------------------------------------------------------------------------------ generate
