@@ -53,8 +53,6 @@ def first_divergence(model: nn.Module, tokens: Tensor, p: dict[str, Tensor], cfg
     """
     from c1p1.checks.kv_cache import Entry  # the check's own layer cache
 
-    sub, eps = oracle.sub, cfg.layer_norm_eps
-
     def differs(name: str, kind: str, run: Callable[[nn.Module], Tensor], want: Tensor) -> Divergence | None:
         try:
             module = model.get_submodule(name)
@@ -77,35 +75,56 @@ def first_divergence(model: nn.Module, tokens: Tensor, p: dict[str, Tensor], cfg
             return None
         return Divergence(name, float((got - want).abs().max()), _check_for(kind, module, cached))
 
-    token = oracle.embed(tokens, sub(p, "embed"))  # (batch, posn, d_model)
-    position = oracle.pos_embed(tokens, sub(p, "pos_embed"))  # (batch, posn, d_model)
-    found = differs("embed", "embed", lambda m: m(tokens), token) or differs(
-        "pos_embed", "pos_embed", (lambda m: m(tokens, 0)) if cached else (lambda m: m(tokens)), position)
+    want = _expected(tokens, p, cfg)
+    found = differs("embed", "embed", lambda m: m(tokens), want["hook_embed"]) or differs(
+        "pos_embed", "pos_embed", (lambda m: m(tokens, 0)) if cached else (lambda m: m(tokens)), want["hook_pos_embed"])
     if found:
         return found
-    resid = token + position  # (batch, posn, d_model)
+    resid = want["hook_embed"] + want["hook_pos_embed"]  # (batch, posn, d_model)
+    for i in range(cfg.n_layers):
+        name = f"blocks.{i}"
+        x1, mid, x2 = want[f"{name}.ln1.hook_out"], want[f"{name}.hook_resid_mid"], want[f"{name}.ln2.hook_out"]
+        block = differs(name, "block", (lambda m, r=resid: m(r, Entry())) if cached else (lambda m, r=resid: m(r)),
+                        want[f"{name}.hook_resid_post"])
+        if block:  # the block differs: its first part that differs, or the block's own wiring
+            parts = [
+                (f"{name}.ln1", "ln", lambda m, r=resid: m(r), x1),
+                (f"{name}.attn", "attn", (lambda m, x=x1: m(x, Entry())) if cached else (lambda m, x=x1: m(x)),
+                 want[f"{name}.hook_attn_out"]),
+                (f"{name}.ln2", "ln", lambda m, r=mid: m(r), x2),
+                (f"{name}.mlp", "mlp", lambda m, x=x2: m(x), want[f"{name}.hook_mlp_out"]),
+            ]
+            return next((found for part in parts if (found := differs(*part))), block)
+        resid = want[f"{name}.hook_resid_post"]
+    final = want["ln_final.hook_out"]
+    return differs("ln_final", "ln", lambda m: m(resid), final) or differs(
+        "unembed", "unembed", lambda m: m(final), want["logits"])
+
+
+def _expected(tokens: Tensor, p: dict[str, Tensor], cfg: Config) -> dict[str, Tensor]:
+    """The reference's activations under TransformerLens's hook names: its own when these are its tokens and
+    parameters (GPT-2 or the stand-in on the reference runs), else computed by the oracle from ``p``."""
+    ref = core.reference()
+    if cfg == ref.cfg and p is ref.params():
+        for which, _ in core.REFERENCE_RUNS:
+            acts = ref.activations(which)
+            if acts["tokens"].shape == tokens.shape and torch.equal(acts["tokens"], tokens):
+                return acts
+    sub, eps = oracle.sub, cfg.layer_norm_eps
+    want = {"hook_embed": oracle.embed(tokens, sub(p, "embed")),  # (batch, posn, d_model)
+            "hook_pos_embed": oracle.pos_embed(tokens, sub(p, "pos_embed"))}  # (batch, posn, d_model)
+    resid = want["hook_embed"] + want["hook_pos_embed"]  # (batch, posn, d_model)
     for i in range(cfg.n_layers):
         b, name = sub(p, f"blocks.{i}"), f"blocks.{i}"
-        x1 = oracle.layer_norm(resid, sub(b, "ln1"), eps)  # (batch, posn, d_model)
-        attn = oracle.attention(x1, sub(b, "attn"))  # (batch, posn, d_model)
-        mid = resid + attn  # (batch, posn, d_model)
-        x2 = oracle.layer_norm(mid, sub(b, "ln2"), eps)  # (batch, posn, d_model)
-        mlp = oracle.mlp(x2, sub(b, "mlp"))  # (batch, posn, d_model)
-        post = mid + mlp  # (batch, posn, d_model)
-        steps = [
-            (f"{name}.ln1", "ln", lambda m, r=resid: m(r), x1),
-            (f"{name}.attn", "attn", (lambda m, x=x1: m(x, Entry())) if cached else (lambda m, x=x1: m(x)), attn),
-            (f"{name}.ln2", "ln", lambda m, r=mid: m(r), x2),
-            (f"{name}.mlp", "mlp", lambda m, x=x2: m(x), mlp),
-            (name, "block", (lambda m, r=resid: m(r, Entry())) if cached else (lambda m, r=resid: m(r)), post),
-        ]
-        for step in steps:
-            if found := differs(*step):
-                return found
-        resid = post
-    final = oracle.layer_norm(resid, sub(p, "ln_final"), eps)  # (batch, posn, d_model)
-    return differs("ln_final", "ln", lambda m: m(resid), final) or differs(
-        "unembed", "unembed", lambda m: m(final), oracle.unembed(final, sub(p, "unembed")))
+        want[f"{name}.ln1.hook_out"] = oracle.layer_norm(resid, sub(b, "ln1"), eps)  # (batch, posn, d_model)
+        want[f"{name}.hook_attn_out"] = oracle.attention(want[f"{name}.ln1.hook_out"], sub(b, "attn"))  # same
+        mid = want[f"{name}.hook_resid_mid"] = resid + want[f"{name}.hook_attn_out"]  # (batch, posn, d_model)
+        want[f"{name}.ln2.hook_out"] = oracle.layer_norm(mid, sub(b, "ln2"), eps)  # (batch, posn, d_model)
+        want[f"{name}.hook_mlp_out"] = oracle.mlp(want[f"{name}.ln2.hook_out"], sub(b, "mlp"))  # same
+        resid = want[f"{name}.hook_resid_post"] = mid + want[f"{name}.hook_mlp_out"]  # (batch, posn, d_model)
+    want["ln_final.hook_out"] = oracle.layer_norm(resid, sub(p, "ln_final"), eps)  # (batch, posn, d_model)
+    want["logits"] = oracle.unembed(want["ln_final.hook_out"], sub(p, "unembed"))  # (batch, posn, d_vocab)
+    return want
 
 
 def explain_divergence(test: str, case: core.Case, out: Tensor, model: nn.Module, tokens: Tensor, *,
