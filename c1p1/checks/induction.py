@@ -459,7 +459,7 @@ def _only_w_o_changed(test: str, what: str, model: nn.Module, out: nn.Module, la
                      "only W_O[head] changes; every other parameter, b_O included, stays as it was")
         core.fail(f"{test}: {what} changed {', '.join(changed)} as well as W_O.\nLikely cause: {what_else}. Zero "
                   "ablated.blocks[layer].attn.W_O[head] and nothing else.")
-    others = torch.ones(before[w_o].shape[0], dtype=torch.bool)  # (n_heads,)
+    others = torch.ones(before[w_o].shape[0], dtype=torch.bool, device=before[w_o].device)  # (n_heads,)
     others[head] = False
     new_w_o = after[w_o].to(before[w_o].device)  # (n_heads, d_head, d_model)
     if not bool((new_w_o[head] == 0).all()) or not torch.equal(new_w_o[others], before[w_o][others]):
