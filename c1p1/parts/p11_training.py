@@ -93,7 +93,8 @@ def estimate_loss(
     model: nn.Module, data: Int[Tensor, "n_tokens"], batch_size: int, block_size: int, n_batches: int,
     generator: torch.Generator
 ) -> float:
-    """The mean loss over n_batches random batches from data, in eval mode and without gradients."""
+    """The mean loss over n_batches fresh batches from data (get_batch with the given generator), in eval mode
+    and without gradients; the model is left in the mode it was in."""
     ### BEGIN SOLUTION
     was_training = model.training
     model.eval()
