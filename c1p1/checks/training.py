@@ -96,8 +96,8 @@ def _windows(test: str, x: Tensor, y: Tensor) -> None:
         shifts = sorted({int(v) for v in (y[row] - x[row]).unique()})
         off = (y[row] != x[row] + 1).nonzero().flatten()  # positions of the row whose target is wrong
         if int(off[0]) > 0 and bool((y[row, int(off[0]):] == y[row, int(off[0]) - 1]).all()):
-            core.fail(f"{test}: in row {row} of {len(x)}, y stops one token after x's window only up to position "
-                      f"{int(off[0]) - 1}, then repeats the data's last token.\n{PAST_END}")
+            core.fail(f"{test}: in row {row} of {len(x)}, y is x shifted by one only up to position "
+                      f"{int(off[0]) - 1}; after that it repeats the data's last token.\n{PAST_END}")
         if len(shifts) == 1 and abs(shifts[0]) <= 3:
             what = f"y is x shifted by {shifts[0]} token(s), not by one (row {row} of {len(x)})"
         else:
