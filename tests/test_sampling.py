@@ -386,7 +386,7 @@ def test_sampler_on_a_cuda_device_with_a_cpu_generator(monkeypatch):
 # ------------------------------------------------------------------------------------------ generate
 
 
-def generate_variant(*, crop="last", position=-1, stop="right", sampling=True, only_new=False):
+def generate_variant(*, crop="last", position=-1, stop="right", sampling=True, only_new=False, pass_generator=True):
     def generate(model, input_ids, max_new_tokens, stop_token=None, generator=None, **settings):
         n_ctx = model.cfg.n_ctx
         prompt_len = input_ids.shape[1]
@@ -394,7 +394,8 @@ def generate_variant(*, crop="last", position=-1, stop="right", sampling=True, o
         for _ in range(max_new_tokens):
             context = {"last": input_ids[:, -n_ctx:], "first": input_ids[:, :n_ctx], "none": input_ids}[crop]
             logits = model(context)[:, position]
-            nxt = parts.sample_next_token(input_ids, logits, generator=generator, **(settings if sampling else {}))
+            nxt = parts.sample_next_token(input_ids, logits, generator=generator if pass_generator else None,
+                                          **(settings if sampling else {}))
             if stop_token is not None and stop != "ignore":
                 nxt = nxt.masked_fill(finished, stop_token)
                 finished |= nxt == stop_token
@@ -439,8 +440,9 @@ def test_generate_alternatives_pass(fn):
     (generate_variant(sampling=False), ["**sampling"]),
     (generate_variant(position=0), ["[:, -1]"]),
     (generate_variant(only_new=True), ["start with the prompt"]),
+    (generate_variant(pass_generator=False), ["cannot be reproduced", "generator=generator"]),
 ], ids=["no crop", "crop first", "ignores stop", "stops at first", "no early return", "drops **sampling",
-        "first position", "only new tokens"])
+        "first position", "only new tokens", "drops the generator"])
 def test_generate_mistakes_are_named(fn, keywords):
     fails(tests.test_generate, fn, *keywords)
 

@@ -456,8 +456,11 @@ def test_generate(generate) -> None:
                            f"{case.label}, on {device}")
         if not torch.equal(out.to(CPU), expected_of(model.to(CPU), case)):
             core.fail(f"{test} FAILED on {case.label} on {device}, although it passed on the CPU.")
-    note = ("" if torch.equal(*sampled) else " Note: the same seeded generator gave different text: pass generator "
-            "on to sample_next_token, so that samples can be reproduced.")
+    if not torch.equal(*sampled):
+        core.fail(f"{test} FAILED on sampling with a seeded generator: two runs with generators of the same seed gave "
+                  "different text, so samples cannot be reproduced.\nLikely causes, most likely first: 1) generate "
+                  "does not pass its generator on: sample_next_token(..., generator=generator); 2) your "
+                  "sample_next_token ignores it (run tests.test_sample_next_token).")
     core.passed(test, f"{len(cases)} greedy cases match the course's loop on a model with n_ctx 6 (cropping, stop "
-                "tokens, **sampling), and a seeded sampling run has the right shape: "
-                + "; ".join(c.label for c in cases) + "." + note)
+                "tokens, **sampling), and a seeded sampling run has the right shape and is reproducible: "
+                + "; ".join(c.label for c in cases) + ".")
