@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 SUBMISSIONS ?= submissions
 TIMEOUT ?= 300
+MEMORY ?= 8
 
 # Tests run offline, single-threaded per process, without progress bars on stderr, and with the short
 # form of long runs (C1P1_QUICK=1: fewer training steps, still asserting real learning).
@@ -36,7 +37,7 @@ help:
 	@echo "make lock       re-solve requirements.txt into requirements.lock (after changing a pin)"
 	@echo "make exercises  regenerate notebooks/ and c1p1/parts/ from solutions/ (never overwrites your work)"
 	@echo "make diagrams   redraw diagrams/ from c1p1/diagrams.py"
-	@echo "make grade SUBMISSIONS=dir   grade a folder of learner notebooks (writes grades.csv)"
+	@echo "make grade SUBMISSIONS=dir   grade a folder of learner notebooks (writes grades.csv; TIMEOUT=300 MEMORY=8 GiB per notebook)"
 	@echo "make bench      time every check and the model against the reference"
 	@echo "make clean      remove caches and .venv (never notebooks)"
 
@@ -75,7 +76,7 @@ test: check-lock venv data check-generated lint
 		--nbval-lax --nbval-kernel-name c1p1-fork tests solutions
 
 grade: venv
-	$(TEST_ENV) $(PY) -m c1p1.grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --csv grades.csv
+	$(TEST_ENV) $(PY) -m c1p1.grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --memory-gb $(MEMORY) --csv grades.csv
 
 # Two threads for training, not TEST_ENV's one: nanoGPT's published CPU figure is two threads.
 bench: venv data

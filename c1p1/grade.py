@@ -18,19 +18,24 @@ written), in its own fresh kernel (forked from a process that has already import
 and built the reference, ``c1p1/fork_kernel.py``; ``C1P1_FORK_KERNEL=0`` starts ordinary ones), with ``HF_HUB_OFFLINE=1 TQDM_DISABLE=1``, errors
 allowed (a failing cell does not stop the next), and a time limit for the whole notebook: a
 notebook that hangs or loops costs at most ``--timeout`` seconds, then its kernel is killed and its
-remaining checks are "not run". A kernel that dies gives "not run" too. At most two notebooks run at
+remaining checks are "not run". A kernel that dies gives "not run" too. Each kernel may also use at most
+``--memory-gb`` GiB (default 8; 0: no limit; ``c1p1.grade_probe.limit_memory``): a cell that goes past it stops
+the notebook, its remaining checks "not run" with "out of memory". At most two notebooks run at
 once (``--jobs``, default 2; use 1 on a busy machine).
 
 A check cell is a code cell that calls ``tests.test_xxx(...)``. Before the learner's first cell the
 grader wraps every check of ``C1P1_tests`` in the kernel (``c1p1.grade_probe``) so that each call
 records its outcome:
 
-- ``pass``: the check passed;
+- ``pass``: the check passed on the learner's own code;
+- ``course code``: the check passed on the course's own code, not the learner's: what was passed was
+  defined in the course's package (``from c1p1.parts import LayerNorm`` in the exercise cell), or it
+  inherits or calls the course's answer to that check (``c1p1.grade_probe`` says how this is decided);
 - ``fail``: the check found a mistake (its message says which), or the check cell raised before
   the check could run (e.g. a NameError because the class cell had a syntax error);
 - ``not done``: the learner's code still raises NotImplementedError;
-- ``not run``: the notebook timed out or its kernel died before the check cell, the check cell is
-  missing, or the notebook was not submitted.
+- ``not run``: the notebook timed out, ran out of memory or its kernel died before the check cell, the
+  check cell is missing, or the notebook was not submitted.
 
 A check is graded from the notebook that teaches it (``c1p1.catalog``). Calls in the course's other
 notebooks (``NN_name``, e.g. the tour in 00_overview) do not count; calls in a notebook with any other
@@ -61,7 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from c1p1.catalog import CHECKS, checks_of
-from c1p1.grade_probe import FAIL, NOT_DONE, NOT_RUN, PASS, STATUSES, status_of
+from c1p1.grade_probe import COURSE, FAIL, NOT_DONE, NOT_RUN, OUT_OF_MEMORY, PASS, STATUSES, is_out_of_memory, status_of
 
 COURSE_NOTEBOOK = re.compile(r"^\d\d_")
 CHECK_CALL = re.compile(r"\btests\s*\.\s*(test_\w+)\s*\(")
@@ -72,8 +77,12 @@ KERNEL_ENV_DEFAULTS = {"OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "TRANSFORMER
 LOG_NAME = "c1p1_grade_log.jsonl"
 NOT_SUBMITTED = "not submitted"
 
-# Run in the learner's kernel before their first cell: every check records how each call ends.
-INSTRUMENT = "import c1p1.grade_probe as _c1p1_probe\n_c1p1_probe.install(%r)\ndel _c1p1_probe\n"
+DEFAULT_MEMORY_GB = 8.0  # per notebook: two at a time on a 24 GiB machine leave 8 GiB for the grader and the rest
+
+# Run in the learner's kernel before their first cell: every check records how each call ends, and the kernel's
+# memory is capped (c1p1.grade_probe.limit_memory).
+INSTRUMENT = ("import c1p1.grade_probe as _c1p1_probe\n_c1p1_probe.install(%r)\n"
+              "_c1p1_probe.limit_memory(%r)\ndel _c1p1_probe\n")
 
 
 @dataclass
@@ -176,8 +185,12 @@ def _read_log(path: Path, seen: int) -> list[dict]:
     return records
 
 
-def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> NotebookReport:
-    """Run one notebook (a copy of it) in a fresh kernel and record every check call; never raises."""
+def run_notebook(learner: str, notebook: str, path: str, timeout: float,
+                 memory_gb: float = DEFAULT_MEMORY_GB) -> NotebookReport:
+    """Run one notebook (a copy of it) in a fresh kernel and record every check call; never raises.
+
+    The kernel may use ``memory_gb`` GiB (0: no limit); a cell that goes past it stops the notebook, like a timeout.
+    """
     import nbformat
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -218,7 +231,7 @@ def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> Note
         try:
             with client.setup_kernel(env=env, stderr=subprocess.DEVNULL):
                 # The instrumenting cell runs in cell 0's place, then makes way for the learner's cells.
-                nb.cells.insert(0, nbformat.v4.new_code_cell(INSTRUMENT % str(log)))
+                nb.cells.insert(0, nbformat.v4.new_code_cell(INSTRUMENT % (str(log), float(memory_gb))))
                 try:
                     client.execute_cell(nb.cells[0], 0, store_history=False)
                 finally:
@@ -241,19 +254,26 @@ def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> Note
                         if name in called or error is None:
                             continue
                         ename, evalue = error
-                        status = status_of(ename)
+                        status = status_of(ename, evalue)
                         message = f"the check cell raised {ename}: {evalue}".rstrip(": ")
                         if first_error is not None and ename == "NameError":
                             message += f" (an earlier cell failed first: {first_error})"
                         report.outcomes.append(Outcome(name, status, message, index))
                         break  # the cell stopped at its first error
+                    if error is not None and is_out_of_memory(*error):
+                        # What the cell allocated may still be held: nothing after it would be graded fairly.
+                        report.problem = (f"{OUT_OF_MEMORY}: the notebook went past its {memory_gb:g} GiB memory "
+                                          f"limit{_at(nb, index)}")
+                        reached = index - 1  # so that this cell's checks that were not recorded are "not run"
+                        break
                     if error is not None and first_error is None:
                         first_error = f"cell {index + 1} raised {error[0]}: {_first_line(error[1])}".rstrip(": ")
                     reached = index
         except CellTimeoutError:
             report.problem = f"timeout: the notebook ran for more than {timeout:g} s{_at(nb, reached + 1)}"
         except DeadKernelError:
-            report.problem = f"the kernel died{_at(nb, reached + 1)} (out of memory, or the code crashed Python)"
+            limit = f"past the {memory_gb:g} GiB memory limit" if memory_gb > 0 else "out of memory"
+            report.problem = f"the kernel died{_at(nb, reached + 1)} ({limit}, or the code crashed Python)"
         except Exception as exc:  # one notebook's trouble must not stop the others
             report.problem = f"the notebook could not be run: {type(exc).__name__}: {_first_line(str(exc))}"
         if report.problem:
@@ -265,7 +285,7 @@ def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> Note
     return report
 
 
-def _run_one(args: tuple[str, str, str, float]) -> NotebookReport:
+def _run_one(args: tuple[str, str, str, float, float]) -> NotebookReport:
     return run_notebook(*args)
 
 
@@ -334,7 +354,7 @@ def grade(reports: list[NotebookReport]) -> tuple[list[Grade], list[str]]:
 
 
 def _short(status: str) -> str:
-    return {PASS: "pass", FAIL: "FAIL", NOT_DONE: "not done", NOT_RUN: "not run"}[status]
+    return {PASS: "pass", COURSE: "course code", FAIL: "FAIL", NOT_DONE: "not done", NOT_RUN: "not run"}[status]
 
 
 def table(grades: list[Grade], columns: list[str]) -> str:
@@ -367,7 +387,7 @@ def table(grades: list[Grade], columns: list[str]) -> str:
     if any(g.message.startswith(NOT_SUBMITTED) for g in grades):
         lines.append("- : the notebook with this check was not submitted.")
     missing = sum(g.message.startswith(NOT_SUBMITTED) for g in grades)
-    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n or s != COURSE)
     if missing:
         summary += f" ({missing} of them not submitted)"
     lines.append(summary + f"; {len(learners)} learners, {len(columns)} checks")
@@ -384,8 +404,9 @@ def write_csv(grades: list[Grade], path: Path) -> None:
             writer.writerow([g.learner, g.check, g.notebook, g.status, g.message, g.seconds])
 
 
-def run_all(submissions: list[Submission], timeout: float, jobs: int) -> list[NotebookReport]:
-    tasks = [(s.learner, s.notebook, str(s.path), timeout) for s in submissions]
+def run_all(submissions: list[Submission], timeout: float, jobs: int,
+            memory_gb: float = DEFAULT_MEMORY_GB) -> list[NotebookReport]:
+    tasks = [(s.learner, s.notebook, str(s.path), timeout, memory_gb) for s in submissions]
     reports: list[NotebookReport] = []
 
     def progress(report: NotebookReport) -> None:
@@ -425,19 +446,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per notebook (default 300)")
     parser.add_argument("--csv", type=Path, default=None, help="also write the grades to this CSV file")
     parser.add_argument("--jobs", type=int, default=2, choices=(1, 2), help="notebooks run at once (default 2)")
+    parser.add_argument("--memory-gb", type=float, default=DEFAULT_MEMORY_GB, metavar="GIB",
+                        help=f"memory each notebook's kernel may use, in GiB (default {DEFAULT_MEMORY_GB:g}; 0: no limit)")
     parser.epilog = "Layouts: DIR/<learner>/<NN_name>.ipynb, DIR/<learner>__<NN_name>.ipynb, or DIR/<learner>.ipynb."
     args = parser.parse_args(argv)
     if not args.dir.is_dir():
         parser.error(f"{args.dir} is not a folder")
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
+    if args.memory_gb < 0:
+        parser.error("--memory-gb must be 0 (no limit) or positive")
     submissions = discover(args.dir)
     if not submissions:
         parser.error(f"no .ipynb notebooks found in {args.dir}")
     learners = len({s.learner for s in submissions})
+    memory = f"{args.memory_gb:g} GiB" if args.memory_gb > 0 else "no memory limit"
     print(f"Grading {len(submissions)} notebooks of {learners} learners in {args.dir} "
-          f"(timeout {args.timeout:g} s per notebook, {args.jobs} at a time)", file=sys.stderr, flush=True)
-    reports = run_all(submissions, args.timeout, args.jobs)
+          f"(timeout {args.timeout:g} s and {memory} per notebook, {args.jobs} at a time)", file=sys.stderr, flush=True)
+    reports = run_all(submissions, args.timeout, args.jobs, args.memory_gb)
     grades, columns = grade(reports)
     print(table(grades, columns))
     if args.csv is not None:

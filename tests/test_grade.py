@@ -1,8 +1,9 @@
 """The grader: it runs a folder of submissions and reports pass, not done, fail (with the cause) and timeouts.
 
-One grading run (a module fixture) covers five learners: a complete notebook, the exercise with its
-stubs, a wrong implementation (the bias dropped), one that hangs before its check (abe), and one whose
-kernel dies at its first cell. The learners' files must be byte-identical afterwards.
+One grading run (a module fixture) covers seven learners: a complete notebook, the exercise with its
+stubs, a wrong implementation (the bias dropped), one that hangs before its check (abe), one whose
+kernel dies at its first cell, one whose exercise cell imports the course's LayerNorm (dora), and one
+that allocates without bound before its check (hugo). The learners' files must be byte-identical afterwards.
 """
 
 from __future__ import annotations
@@ -47,6 +48,19 @@ def without_bias() -> nbformat.NotebookNode:
     return nb
 
 
+def importing_the_course() -> nbformat.NotebookNode:
+    """The exercise cell replaced by the course's own class: the check passes, on the course's code."""
+    nb = solution()
+    cells = [c for c in nb.cells if c.cell_type == "code" and "\nclass LayerNorm(" in "\n" + c.source]
+    assert len(cells) == 1, "the LayerNorm solution's class cell changed"
+    cells[0].source = "from c1p1.parts import LayerNorm"
+    return nb
+
+
+# Address space, never touched: it reaches the memory limit at once without using the machine's memory.
+UNBOUNDED = "import torch\nhoard = []\nwhile True:\n    hoard.append(torch.empty(1 << 28))"
+
+
 def digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -73,6 +87,8 @@ def graded(tmp_path_factory):
     crash = solution()
     crash.cells.insert(0, nbformat.v4.new_code_cell("import os\nos._exit(1)"))  # dies at once: keeps the test short
     nbformat.write(crash, subs / "erin__01_layernorm.ipynb")
+    nbformat.write(importing_the_course(), subs / "dora__01_layernorm.ipynb")
+    nbformat.write(with_cell_before_check(UNBOUNDED), subs / "hugo__01_layernorm.ipynb")
     before = digest(subs)
     out_csv = tmp_path_factory.mktemp("out") / "grades.csv"
     start = time.monotonic()
@@ -120,18 +136,35 @@ def test_kernel_death_is_not_run(graded):
     assert "kernel died" in row["message"] and "stopped in cell 1:" in row["message"]
 
 
+def test_importing_the_courses_class_is_course_code_not_pass(graded):
+    row = graded["rows"][("dora", "test_layer_norm")]
+    assert row["status"] == "course code"
+    assert row["message"].startswith("course code: LayerNorm is the course's own c1p1.parts.p01_layernorm.LayerNorm")
+    assert "test_layer_norm passed" in row["message"]
+
+
+def test_unbounded_allocation_is_not_run_out_of_memory(graded):
+    row = graded["rows"][("hugo", "test_layer_norm")]
+    assert row["status"] == "not run"
+    assert row["message"].startswith("out of memory: the notebook went past its 8 GiB memory limit")
+    assert "hoard = []" in row["message"] or "import torch" in row["message"]
+    assert float(row["notebook_seconds"]) < TIMEOUT
+
+
 def test_table_shows_every_learner_and_the_first_line_of_each_message(graded):
     out = graded["result"].stdout
     lines = out.splitlines()
     assert lines[0].split() == ["learner", "layer_norm"]
-    table = {line.split()[0]: line.split(None, 1)[1] for line in lines[2:7]}
-    assert sorted(table) == ["abe", "alice", "bob", "carol", "erin"]
+    table = {line.split()[0]: line.split(None, 1)[1] for line in lines[2:9]}
+    assert sorted(table) == ["abe", "alice", "bob", "carol", "dora", "erin", "hugo"]
     assert table["alice"] == "pass"
     assert table["bob"] == "not done"
     assert table["carol"].startswith("FAIL [")
+    assert table["dora"].startswith("course code [")
     assert table["abe"].startswith("not run [")
     assert table["erin"].startswith("not run [")
-    assert "1 pass, 1 fail, 1 not done, 2 not run; 5 learners, 1 checks" in out
+    assert table["hugo"].startswith("not run [")
+    assert "1 pass, 1 course code, 1 fail, 1 not done, 3 not run; 7 learners, 1 checks" in out
     assert "carol / test_layer_norm: test_layer_norm FAILED" in out
     assert "Traceback" not in out
 
@@ -141,7 +174,7 @@ def test_learners_files_are_unchanged(graded):
 
 
 def test_whole_run_is_bounded(graded):
-    # Two notebooks at a time: the hang costs TIMEOUT, the other four about 10 s each.
+    # Two notebooks at a time: the hang costs TIMEOUT, the other six about 5 s each.
     assert graded["elapsed"] < 120, graded["result"].stderr
 
 
