@@ -76,7 +76,8 @@ test: check-lock venv data check-generated lint
 		--nbval-lax --nbval-kernel-name c1p1-fork tests solutions
 
 grade: venv
-	$(TEST_ENV) $(PY) -m c1p1.grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --memory-gb $(MEMORY) --csv grades.csv
+	$(TEST_ENV) $(PY) -m c1p1.grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --memory-gb $(MEMORY) --csv grades.csv \
+		$(if $(filter all,$(REQUIRE)),--require-all,$(if $(REQUIRE),--require $(REQUIRE)))
 
 # Two threads for training, not TEST_ENV's one: nanoGPT's published CPU figure is two threads.
 bench: venv data

@@ -42,6 +42,11 @@ class CheckInfo:
         return self.name.removeprefix("test_")
 
     @property
+    def optional(self) -> bool:
+        """Whether the notebook marks the exercise optional (``OPTIONAL``): the grader counts it apart."""
+        return self.name in OPTIONAL
+
+    @property
     def check(self) -> Callable[[object], None]:
         """The check function (raises AttributeError while no module in c1p1/checks/ defines it)."""
         return check_function(self.name)
@@ -109,6 +114,10 @@ _TABLE = (
     ("test_composition_score", "14_induction_heads", "composition_score", "composition_score"),
     ("test_ablate_head", "14_induction_heads", "ablate_head", "ablate_head"),
 )
+
+# Exercises their notebook calls optional ("## Exercise (optional): `beam_search`"): graded, but counted apart from
+# the required checks in the grader's per-learner summary.
+OPTIONAL = frozenset({"test_beam_search"})
 
 CHECKS: dict[str, CheckInfo] = {
     name: CheckInfo(name, f"{stem}.ipynb", thing, part(canonical)) for name, stem, thing, canonical in _TABLE

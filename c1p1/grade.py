@@ -45,8 +45,14 @@ number, and the notes below the table give the first line of the check's message
 notebook was not submitted). The CSV
 (``--csv``) has one row per learner and check with the full message.
 
-The exit code is 0 whenever grading ran, even if every learner failed (it is a report); it is
-non-zero only for usage errors (DIR missing, no notebook in it, a bad option).
+After the table and its notes come two summaries: by check (how many learners had each status, and how many
+made each named mistake, from the "Likely cause" line of each FAIL message) and by learner (the required checks
+passed out of all those graded; the optional ones, ``c1p1.catalog.OPTIONAL``, apart).
+
+The exit code is 0 whenever grading ran, even if every learner failed (it is a report), and 2 for usage
+errors (DIR missing, no notebook in it, a bad option). With ``--require test_a,test_b`` (or ``--require-all``:
+every required check graded in the run) it is 1 unless every learner passed every one of them, for an
+autograder; "course code" is not a pass.
 """
 
 from __future__ import annotations
@@ -396,12 +402,112 @@ def table(grades: list[Grade], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------- summaries
+
+MAX_CAUSE = 72  # characters of a mistake's name in the class summary
+
+
+def is_optional(check: str) -> bool:
+    info = CHECKS.get(check)
+    return info is not None and info.optional
+
+
+def cause_of(message: str) -> str:
+    """A short name for the mistake a FAIL message names: the first clause of its "Likely cause" line.
+
+    "Likely cause: eps is added outside the square root. It belongs inside: ..." gives "eps is added outside
+    the square root"; ranked causes ("Likely causes, most likely first: 1) ..., 2) ...") give the first, marked
+    "(or others)"; a message without that line gives "could not run (NameError)" or its first line's start.
+    """
+    for line in message.splitlines():
+        found = re.match(r"\s*Likely (cause|causes)\b[^:]*:\s*(.*)", line)
+        if found:
+            plural, text = found.group(1) == "causes", found.group(2)
+            text = re.sub(r"^\(?1\)\s*", "", text)
+            text = re.split(r"\.\s|:\s|;\s|,?\s\(?2\)\s", text, maxsplit=1)[0].rstrip(" .,;:")
+            if len(text) > MAX_CAUSE:
+                text = text[: MAX_CAUSE - 3].rstrip() + "..."
+            return text + (" (or others)" if plural else "")
+    first = _first_line(message)
+    could_not = re.search(r"could not run: (\w+)", first)
+    if could_not:
+        return f"could not run ({could_not.group(1)})"
+    raised = re.search(r"raised (\w+)", first)
+    if raised:
+        return f"the check cell raised {raised.group(1)}"
+    return "no cause named: " + (first[: MAX_CAUSE - 20] + "..." if len(first) > MAX_CAUSE - 17 else first)
+
+
+def _label(check: str) -> str:
+    return CHECKS[check].short if check in CHECKS else check
+
+
+def class_summary(grades: list[Grade], columns: list[str]) -> str:
+    """For each check: how many learners had each status, and how many made each named mistake."""
+    lines = ["By check: how many learners passed, and which mistakes the failures name"]
+    width = max((len(_label(c)) for c in columns), default=0)
+    for check in columns:
+        mine = [g for g in grades if g.check == check]
+        counts = ", ".join(f"{n} {s}" for s in STATUSES if (n := sum(g.status == s for g in mine)))
+        missing = sum(g.message.startswith(NOT_SUBMITTED) for g in mine)
+        if missing:
+            counts += f" ({missing} not submitted)"
+        tag = " (optional)" if is_optional(check) else ""
+        lines.append(f"  {_label(check).ljust(width)}  {counts}{tag}")
+        causes: dict[str, int] = {}
+        for g in mine:
+            if g.status == FAIL:
+                cause = cause_of(g.message)
+                causes[cause] = causes.get(cause, 0) + 1
+        for cause, n in sorted(causes.items(), key=lambda item: (-item[1], item[0])):
+            lines.append(f"  {'':{width}}    {n} x {cause}")
+    return "\n".join(lines)
+
+
+def learner_summary(grades: list[Grade], columns: list[str]) -> str:
+    """For each learner: the required checks passed out of all of them, the rest by status, the optional apart."""
+    required = [c for c in columns if not is_optional(c)]
+    optional = [c for c in columns if is_optional(c)]
+    by_key = {(g.learner, g.check): g for g in grades}
+    learners = sorted({g.learner for g in grades})
+    width = max((len(n) for n in learners), default=0)
+    lines = [f"By learner: required checks passed, of {len(required)}"
+             + (f"; optional ({', '.join(_label(c) for c in optional)}) apart" if optional else "")]
+    for learner in learners:
+        mine = [by_key[(learner, c)].status for c in required]
+        rest = ", ".join(f"{mine.count(s)} {s}" for s in STATUSES if s != PASS and mine.count(s))
+        line = f"  {learner.ljust(width)}  {mine.count(PASS)} of {len(required)} passed" + (f" ({rest})" if rest else "")
+        if optional:
+            extra = [by_key[(learner, c)].status for c in optional]
+            line += f"; optional: {extra.count(PASS)} of {len(optional)} passed"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def unmet(grades: list[Grade], required: list[str]) -> dict[str, list[str]]:
+    """For each learner, the checks of ``required`` they did not pass (a check nobody was graded on counts)."""
+    by_key = {(g.learner, g.check): g.status for g in grades}
+    learners = sorted({g.learner for g in grades})
+    return {learner: [c for c in required if by_key.get((learner, c)) != PASS] for learner in learners}
+
+
+def requirement_report(grades: list[Grade], required: list[str]) -> tuple[str, bool]:
+    """The verdict of ``--require``: one line per learner who missed a required check, and whether all passed."""
+    missed = {learner: checks for learner, checks in unmet(grades, required).items() if checks}
+    total = len({g.learner for g in grades})
+    names = ", ".join(_label(c) for c in required)
+    lines = [f"Required ({names}): {total - len(missed)} of {total} learners passed every one"]
+    lines += [f"  {learner} did not pass: {', '.join(_label(c) for c in checks)}" for learner, checks in missed.items()]
+    return "\n".join(lines), not missed
+
+
 def write_csv(grades: list[Grade], path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["learner", "check", "notebook", "status", "message", "notebook_seconds"])
+        writer.writerow(["learner", "check", "notebook", "status", "message", "notebook_seconds", "optional"])
         for g in grades:
-            writer.writerow([g.learner, g.check, g.notebook, g.status, g.message, g.seconds])
+            writer.writerow([g.learner, g.check, g.notebook, g.status, g.message, g.seconds,
+                             "yes" if is_optional(g.check) else ""])
 
 
 def run_all(submissions: list[Submission], timeout: float, jobs: int,
@@ -448,6 +554,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, choices=(1, 2), help="notebooks run at once (default 2)")
     parser.add_argument("--memory-gb", type=float, default=DEFAULT_MEMORY_GB, metavar="GIB",
                         help=f"memory each notebook's kernel may use, in GiB (default {DEFAULT_MEMORY_GB:g}; 0: no limit)")
+    needs = parser.add_mutually_exclusive_group()
+    needs.add_argument("--require", metavar="CHECKS", default=None,
+                       help="comma-separated checks (test_attention,test_mlp or attention,mlp): exit 1 unless every "
+                            "learner passed every one (course code does not count as a pass)")
+    needs.add_argument("--require-all", action="store_true",
+                       help="the same for every required (not optional) check graded in this run")
     parser.epilog = "Layouts: DIR/<learner>/<NN_name>.ipynb, DIR/<learner>__<NN_name>.ipynb, or DIR/<learner>.ipynb."
     args = parser.parse_args(argv)
     if not args.dir.is_dir():
@@ -456,6 +568,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--timeout must be positive")
     if args.memory_gb < 0:
         parser.error("--memory-gb must be 0 (no limit) or positive")
+    required: list[str] | None = None
+    if args.require is not None:
+        required = [n.strip() if n.strip().startswith("test_") else f"test_{n.strip()}"
+                    for n in args.require.split(",") if n.strip()]
+        unknown = [n for n in required if n not in CHECKS]
+        if unknown or not required:
+            parser.error(f"--require: unknown check(s) {', '.join(unknown) or '(none given)'}; "
+                         f"known: {', '.join(CHECKS)}")
     submissions = discover(args.dir)
     if not submissions:
         parser.error(f"no .ipynb notebooks found in {args.dir}")
@@ -466,9 +586,17 @@ def main(argv: list[str] | None = None) -> int:
     reports = run_all(submissions, args.timeout, args.jobs, args.memory_gb)
     grades, columns = grade(reports)
     print(table(grades, columns))
+    print("\n" + class_summary(grades, columns))
+    print("\n" + learner_summary(grades, columns))
     if args.csv is not None:
         write_csv(grades, args.csv)
         print(f"\nWrote {args.csv} ({len(grades)} rows).")
+    if args.require_all:
+        required = [c for c in columns if not is_optional(c)]
+    if required is not None:
+        verdict, everyone = requirement_report(grades, required)
+        print("\n" + verdict)
+        return 0 if everyone else 1
     return 0
 
 

@@ -221,3 +221,94 @@ def test_which_call_grades_a_check():
     assert by["ben"] == ("not done", "stub")
     assert by["cat"] == ("pass", "then")  # any other name: its own calls count, the last one wins
     assert by["dan"] == ("not run", "no cell calls tests.test_layer_norm(...)")
+
+
+def test_the_summaries_follow_the_table(graded):
+    out = graded["result"].stdout
+    by_check = out[out.index("By check:"):]
+    assert "layer_norm  1 pass, 1 course code, 1 fail, 1 not done, 3 not run" in by_check
+    assert "1 x the bias self.b is never added" in by_check
+    assert "By learner: required checks passed, of 1" in out
+    assert "  alice  1 of 1 passed" in out
+    assert "  dora   0 of 1 passed (1 course code)" in out
+
+
+# ------------------------------------------------------------------------------------- summaries, no kernel
+
+
+def reports_of_a_class():
+    from c1p1.grade import NotebookReport, Outcome
+
+    scale = ("test_attention FAILED on the reference sentence: 3.0% of the output values match.\n"
+             "Likely cause: the attention scores are not scaled. Divide them by sqrt(d_head) = 8.")
+    after = ("test_attention FAILED on the reference sentence: 50% of the output values match.\n"
+             "Likely cause: the mask is applied after the softmax: mask the scores, then take the softmax.")
+
+    def nb(learner, *outcomes):  # flat layout, DIR/<learner>.ipynb: the checks are those it calls
+        return NotebookReport(learner, learner, f"{learner}.ipynb", 1.0, [Outcome(c, s, m) for c, s, m in outcomes])
+
+    return [
+        nb("ann", ("test_attention", "pass", "ok"), ("test_top_token_pairs", "pass", "ok"),
+           ("test_generate", "pass", "ok"), ("test_beam_search", "not done", "stub")),
+        nb("ben", ("test_attention", "fail", scale), ("test_top_token_pairs", "pass", "ok"),
+           ("test_generate", "pass", "ok"), ("test_beam_search", "pass", "ok")),
+        nb("cat", ("test_attention", "fail", scale), ("test_top_token_pairs", "course code", "c")),
+        nb("dan", ("test_attention", "fail", after),
+           ("test_top_token_pairs", "fail", "test_top_token_pairs could not run: NameError: name 'x' is not defined")),
+    ]
+
+
+def test_cause_of_names_each_mistake_by_its_likely_cause_line():
+    from c1p1.grade import cause_of
+
+    assert cause_of("x FAILED\nLikely cause: eps is added outside the square root. It belongs inside.") == \
+        "eps is added outside the square root"
+    assert cause_of("x FAILED\nLikely cause: the bias self.b is never added: the last step is ...") == \
+        "the bias self.b is never added"
+    assert cause_of("x FAILED\nLikely causes, most likely first: 1) the softmax is missing, 2) a NaN") == \
+        "the softmax is missing (or others)"
+    assert cause_of("test_x could not run: NameError: name 'X' is not defined") == "could not run (NameError)"
+    assert cause_of("the check cell raised SyntaxError: invalid syntax") == "the check cell raised SyntaxError"
+    assert cause_of("x FAILED\nLikely cause: " + "word " * 40).endswith("...")
+
+
+def test_class_and_learner_summaries():
+    from c1p1.grade import class_summary, grade, learner_summary
+
+    grades, columns = grade(reports_of_a_class())
+    summary = class_summary(grades, columns)
+    assert summary.splitlines()[1:] == [
+        "  attention        1 pass, 3 fail",
+        "                     2 x the attention scores are not scaled",
+        "                     1 x the mask is applied after the softmax",
+        "  top_token_pairs  2 pass, 1 course code, 1 fail",
+        "                     1 x could not run (NameError)",
+        "  generate         2 pass, 2 not run (2 not submitted)",
+        "  beam_search      1 pass, 1 not done, 2 not run (2 not submitted) (optional)",
+    ]
+    learners = learner_summary(grades, columns)
+    assert learners.splitlines()[0] == "By learner: required checks passed, of 3; optional (beam_search) apart"
+    assert "  ann  3 of 3 passed; optional: 0 of 1 passed" in learners
+    assert "  ben  2 of 3 passed (1 fail); optional: 1 of 1 passed" in learners
+    assert "  cat  0 of 3 passed (1 course code, 1 fail, 1 not run); optional: 0 of 1 passed" in learners
+
+
+def test_require_sets_the_exit_code(tmp_path, monkeypatch, capsys):
+    from c1p1 import catalog, grade
+
+    assert catalog.CHECKS["test_beam_search"].optional and not catalog.CHECKS["test_generate"].optional
+    (tmp_path / "ann.ipynb").write_text("{}")  # discover() needs one notebook; the reports are made up
+    monkeypatch.setattr(grade, "run_all", lambda *args, **kwargs: reports_of_a_class())
+    assert grade.main([str(tmp_path)]) == 0  # a report: 0 however the learners did
+    assert grade.main([str(tmp_path), "--require", "generate"]) == 1  # cat and dan never submitted 12
+    out = capsys.readouterr().out
+    assert "Required (generate): 2 of 4 learners passed every one" in out and "  cat did not pass: generate" in out
+    assert grade.main([str(tmp_path), "--require", "test_attention,top_token_pairs"]) == 1
+    assert "  cat did not pass: attention, top_token_pairs" in capsys.readouterr().out  # course code is no pass
+    assert grade.main([str(tmp_path), "--require-all"]) == 1
+    monkeypatch.setattr(grade, "run_all", lambda *args, **kwargs: reports_of_a_class()[:1])
+    assert grade.main([str(tmp_path), "--require-all"]) == 0  # ann's optional beam_search is not required
+    assert "Required (attention, top_token_pairs, generate): 1 of 1 learners passed every one" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as usage:
+        grade.main([str(tmp_path), "--require", "test_nothing"])
+    assert usage.value.code == 2 and "unknown check(s) test_nothing" in capsys.readouterr().err
