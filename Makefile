@@ -7,6 +7,8 @@ PY := $(BIN)/python
 SUBMISSIONS ?= submissions
 TIMEOUT ?= 300
 MEMORY ?= 8
+# make grade REQUIRE=attention,mlp (or REQUIRE=all): exit 1 unless every learner passed those checks.
+GRADE_REQUIRE = $(if $(filter all,$(REQUIRE)),$() --require-all,$(if $(REQUIRE),$() --require $(REQUIRE)))
 
 # Tests run offline, single-threaded per process, without progress bars on stderr, and with the short
 # form of long runs (C1P1_QUICK=1: fewer training steps, still asserting real learning).
@@ -76,8 +78,7 @@ test: check-lock venv data check-generated lint
 		--nbval-lax --nbval-kernel-name c1p1-fork tests solutions
 
 grade: venv
-	$(TEST_ENV) $(PY) -m c1p1.grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --memory-gb $(MEMORY) --csv grades.csv \
-		$(if $(filter all,$(REQUIRE)),--require-all,$(if $(REQUIRE),--require $(REQUIRE)))
+	$(TEST_ENV) $(PY) -m c1p1.grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --memory-gb $(MEMORY) --csv grades.csv$(GRADE_REQUIRE)
 
 # Two threads for training, not TEST_ENV's one: nanoGPT's published CPU figure is two threads.
 bench: venv data

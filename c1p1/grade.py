@@ -416,7 +416,7 @@ def cause_of(message: str) -> str:
     """A short name for the mistake a FAIL message names: the first clause of its "Likely cause" line.
 
     "Likely cause: eps is added outside the square root. It belongs inside: ..." gives "eps is added outside
-    the square root"; ranked causes ("Likely causes, most likely first: 1) ..., 2) ...") give the first, marked
+    the square root" (the clause ends at ". ", ": ", "; " or " ("); ranked causes ("Likely causes, most likely first: 1) ..., 2) ...") give the first, marked
     "(or others)"; a message without that line gives "could not run (NameError)" or its first line's start.
     """
     for line in message.splitlines():
@@ -424,7 +424,7 @@ def cause_of(message: str) -> str:
         if found:
             plural, text = found.group(1) == "causes", found.group(2)
             text = re.sub(r"^\(?1\)\s*", "", text)
-            text = re.split(r"\.\s|:\s|;\s|,?\s\(?2\)\s", text, maxsplit=1)[0].rstrip(" .,;:")
+            text = re.split(r"\.\s|:\s|;\s|\s\(|,?\s2\)\s", text, maxsplit=1)[0].rstrip(" .,;:")
             if len(text) > MAX_CAUSE:
                 text = text[: MAX_CAUSE - 3].rstrip() + "..."
             return text + (" (or others)" if plural else "")

@@ -267,6 +267,9 @@ def test_cause_of_names_each_mistake_by_its_likely_cause_line():
         "the bias self.b is never added"
     assert cause_of("x FAILED\nLikely causes, most likely first: 1) the softmax is missing, 2) a NaN") == \
         "the softmax is missing (or others)"
+    assert cause_of("x FAILED\nLikely causes, most likely first: 1) the softmax is missing, so the -inf reaches the "
+                    "values (use the softmax of the masked scores); 2) the softmax is over the wrong dimension") == \
+        "the softmax is missing, so the -inf reaches the values (or others)"
     assert cause_of("test_x could not run: NameError: name 'X' is not defined") == "could not run (NameError)"
     assert cause_of("the check cell raised SyntaxError: invalid syntax") == "the check cell raised SyntaxError"
     assert cause_of("x FAILED\nLikely cause: " + "word " * 40).endswith("...")
@@ -312,3 +315,14 @@ def test_require_sets_the_exit_code(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as usage:
         grade.main([str(tmp_path), "--require", "test_nothing"])
     assert usage.value.code == 2 and "unknown check(s) test_nothing" in capsys.readouterr().err
+
+
+def test_make_grade_passes_memory_and_require():
+    def command(*variables: str) -> str:
+        out = subprocess.run(["make", "-n", "grade", "SUBMISSIONS=subs", *variables], capture_output=True, text=True,
+                             cwd=ROOT, timeout=60)
+        return out.stdout.strip().splitlines()[-1]
+
+    assert command().endswith('-m c1p1.grade "subs" --timeout 300 --memory-gb 8 --csv grades.csv')
+    assert command("MEMORY=4", "REQUIRE=all").endswith("--memory-gb 4 --csv grades.csv --require-all")
+    assert command("REQUIRE=attention,mlp").endswith("--csv grades.csv --require attention,mlp")
