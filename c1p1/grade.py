@@ -516,8 +516,8 @@ def run_all(submissions: list[Submission], timeout: float, jobs: int,
     reports: list[NotebookReport] = []
 
     def progress(report: NotebookReport) -> None:
-        statuses = [o.status for o in report.outcomes]
-        summary = ", ".join(f"{statuses.count(s)} {s}" for s in STATUSES if statuses.count(s)) or "no check"
+        statuses = [o.status for o in report.outcomes if counts_for(report, o.check)]  # not 00's tour of a check
+        summary = ", ".join(f"{statuses.count(s)} {s}" for s in STATUSES if statuses.count(s)) or "no graded check"
         extra = f"; {report.problem}" if report.problem else ""
         print(f"  {report.learner} / {Path(report.path).name}: {summary} ({report.seconds:.1f} s{extra})",
               file=sys.stderr, flush=True)
