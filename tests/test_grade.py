@@ -326,3 +326,18 @@ def test_make_grade_passes_memory_and_require():
     assert command().endswith('-m c1p1.grade "subs" --timeout 300 --memory-gb 8 --csv grades.csv')
     assert command("MEMORY=4", "REQUIRE=all").endswith("--memory-gb 4 --csv grades.csv --require-all")
     assert command("REQUIRE=attention,mlp").endswith("--csv grades.csv --require attention,mlp")
+
+
+def test_the_optional_checks_are_those_their_notebook_calls_optional():
+    import re
+
+    from c1p1.catalog import CHECKS, OPTIONAL
+
+    marked = set()
+    for info in CHECKS.values():
+        nb = nbformat.read(ROOT / "solutions" / info.notebook, as_version=4)
+        for cell in nb.cells:
+            heading = cell.source.splitlines()[0] if cell.cell_type == "markdown" and cell.source else ""
+            if re.match(r"#+ .*\boptional\b", heading, re.I) and f"`{info.thing}`" in heading:
+                marked.add(info.name)
+    assert marked == set(OPTIONAL) == {"test_beam_search"}
