@@ -2,8 +2,9 @@
 
 Usage::
 
-    python -m c1p1.grade DIR [--timeout SECONDS] [--csv FILE] [--jobs 1|2]
-    make grade SUBMISSIONS=DIR          # the same, with --timeout 300 --csv grades.csv
+    python -m c1p1.grade DIR [--timeout SECONDS] [--memory-gb GIB] [--csv FILE] [--jobs 1|2]
+                             [--require CHECK,CHECK | --require-all]
+    make grade SUBMISSIONS=DIR          # the same, with --timeout 300 --memory-gb 8 --csv grades.csv
 
 Layouts of DIR that are understood (they can be mixed):
 
@@ -40,7 +41,7 @@ records its outcome:
 A check is graded from the notebook that teaches it (``c1p1.catalog``). Calls in the course's other
 notebooks (``NN_name``, e.g. the tour in 00_overview) do not count; calls in a notebook with any other
 name (``DIR/<learner>.ipynb``) do. Within a notebook the last call counts.
-The table shows one row per learner and one column per check; each "FAIL" or "not run" has a note
+The table shows one row per learner and one column per check; each "course code", "FAIL" or "not run" has a note
 number, and the notes below the table give the first line of the check's message and its likely cause ("-" means the
 notebook was not submitted). The CSV
 (``--csv``) has one row per learner and check with the full message.

@@ -2,7 +2,7 @@
 
 One grading run (a module fixture) covers seven learners: a complete notebook, the exercise with its
 stubs, a wrong implementation (the bias dropped), one that hangs before its check (abe), one whose
-kernel dies at its first cell, one whose exercise cell imports the course's LayerNorm (dora), and one
+kernel dies at its first cell, one whose LayerNorm runs the course's forward (dora), and one
 that allocates without bound before its check (hugo). The learners' files must be byte-identical afterwards.
 """
 
@@ -48,12 +48,28 @@ def without_bias() -> nbformat.NotebookNode:
     return nb
 
 
-def importing_the_course() -> nbformat.NotebookNode:
-    """The exercise cell replaced by the course's own class: the check passes, on the course's code."""
+# A class of the learner's own whose forward is the course's: only running it shows whose code computes the output.
+WRAPPER = """from c1p1 import parts
+
+
+class LayerNorm(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.w = nn.Parameter(torch.ones(cfg.d_model))
+        self.b = nn.Parameter(torch.zeros(cfg.d_model))
+
+    def forward(self, residual):
+        return parts.LayerNorm.forward(self, residual)
+"""
+
+
+def wrapping_the_course() -> nbformat.NotebookNode:
+    """The exercise cell replaced by a wrapper of the course's class: the check passes, on the course's code."""
     nb = solution()
     cells = [c for c in nb.cells if c.cell_type == "code" and "\nclass LayerNorm(" in "\n" + c.source]
     assert len(cells) == 1, "the LayerNorm solution's class cell changed"
-    cells[0].source = "from c1p1.parts import LayerNorm"
+    cells[0].source = WRAPPER
     return nb
 
 
@@ -87,7 +103,7 @@ def graded(tmp_path_factory):
     crash = solution()
     crash.cells.insert(0, nbformat.v4.new_code_cell("import os\nos._exit(1)"))  # dies at once: keeps the test short
     nbformat.write(crash, subs / "erin__01_layernorm.ipynb")
-    nbformat.write(importing_the_course(), subs / "dora__01_layernorm.ipynb")
+    nbformat.write(wrapping_the_course(), subs / "dora__01_layernorm.ipynb")
     nbformat.write(with_cell_before_check(UNBOUNDED), subs / "hugo__01_layernorm.ipynb")
     before = digest(subs)
     out_csv = tmp_path_factory.mktemp("out") / "grades.csv"
@@ -136,10 +152,12 @@ def test_kernel_death_is_not_run(graded):
     assert "kernel died" in row["message"] and "stopped in cell 1:" in row["message"]
 
 
-def test_importing_the_courses_class_is_course_code_not_pass(graded):
+def test_wrapping_the_courses_class_is_course_code_not_pass(graded):
+    # The unit tests of c1p1.grade_probe cover the other ways (an import, a subclass); this one needs a real kernel.
     row = graded["rows"][("dora", "test_layer_norm")]
     assert row["status"] == "course code"
-    assert row["message"].startswith("course code: LayerNorm is the course's own c1p1.parts.p01_layernorm.LayerNorm")
+    assert row["message"].startswith("course code: the notebook's LayerNorm.forward calls the course's own "
+                                     "c1p1.parts.p01_layernorm.LayerNorm.forward")
     assert "test_layer_norm passed" in row["message"]
 
 
