@@ -211,7 +211,7 @@ def lock() -> int:
         run(*base, *[a for n in left_out for a in ("--no-emit-package", n)], "--no-header", "-o", out, env=env)
         header = [
             f"{LOCK_HEADER}{sha256(REQUIREMENTS)}",
-            f"# Every package the course installs, pinned with the hash of every file the package index publishes,",
+            "# Every package the course installs, pinned with the hash of every file the package index publishes,",
             f"# for Python {LOCK_PYTHONS} on Linux, macOS and Windows (`make verify-lock` checks each platform).",
             f"# Generated from requirements.txt by `make lock` (uv pip compile --universal --generate-hashes against"
             f" {LOCK_INDEX}); do not edit.",
