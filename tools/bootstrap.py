@@ -320,12 +320,14 @@ def find_python(current: tuple[tuple[int, int], str] | None = None, probe=probe_
         for program in programs(f"python{major}.{minor}"):
             found = probe([program])
             if found and found[0] == (major, minor):
+                say(f"python3 is {version[0]}.{version[1]}; using {found[1]} (Python {major}.{minor}) for .venv.")
                 return found[1]
     if windows:
         for launcher in programs("py"):
             for major, minor in SUPPORTED:
                 found = probe([launcher, f"-{major}.{minor}"])
                 if found and found[0] == (major, minor):
+                    say(f"python is {version[0]}.{version[1]}; using {found[1]} (Python {major}.{minor}) for .venv.")
                     return found[1]
     names = ", ".join(f"python{a}.{b}" for a, b in SUPPORTED) + (" or `py -3.x`" if windows else "")
     raise SystemExit(GET_PYTHON.format(
