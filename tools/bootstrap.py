@@ -148,7 +148,22 @@ def uv_index_args(config: dict[str, list[str]]) -> tuple[list[str], list[str], d
     return args, constraints, env
 
 
-def find_uv() -> Path | None:
+def has_module(python: str, module: str) -> bool:
+    """Whether ``python`` can import ``module`` (Debian and Ubuntu ship Python without pip and ensurepip)."""
+    try:
+        return subprocess.run([python, "-c", f"import {module}"], capture_output=True, timeout=60,
+                              check=False).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+NO_PIP = """{python} has neither pip nor venv's ensurepip, so nothing can be installed with it.
+  Ubuntu, Debian, WSL:  sudo apt install python3-pip python3-venv   (for python3.12: python3.12-venv)
+  elsewhere:            python -m ensurepip --upgrade
+Then run the same command again. No .venv was made."""
+
+
+def find_uv(python: str | None = None) -> Path | None:
     """uv at the pinned version, installed once into the course's cache by this python's pip."""
     home = cache_dir() / "tools" / f"uv-{UV_VERSION}"
     exe = uv_program(home)
@@ -157,7 +172,7 @@ def find_uv() -> Path | None:
     say(f"Installing uv {UV_VERSION} into {home} (once)")
     tmp = home.with_name(f"{home.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+    proc = subprocess.run([python or sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                            "--target", str(tmp), f"uv=={UV_VERSION}"], capture_output=True, text=True, check=False)
     if proc.returncode != 0 or uv_program(tmp) is None:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -376,6 +391,8 @@ def install() -> int:
     if problem:
         raise SystemExit(problem + " No .venv was made.")
     python = find_python()  # before anything is written: an unsupported Python never half-builds a .venv
+    if not (has_module(python, "pip") or has_module(python, "ensurepip")):
+        raise SystemExit(NO_PIP.format(python=python))
     py = venv_python()
     fresh = not py.exists()
     try:
@@ -391,7 +408,7 @@ def build(python: str, want: str, fresh: bool) -> int:
     """Install the lock, torch and this project into .venv (made with ``python`` when ``fresh``)."""
     start = time.perf_counter()
     torch_pin = f"torch=={direct_pins()['torch']}"
-    uv = find_uv()
+    uv = find_uv(python) if has_module(python, "pip") else None
     py = venv_python()
     if uv is not None:
         args, constraints, env = uv_index_args(pip_config())
