@@ -286,3 +286,29 @@ def test_a_failed_first_set_up_leaves_no_venv(copy, tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         copy.install()
     assert (copy.VENV / "bin" / "python").exists()
+
+
+def test_make_lock_asks_the_package_index_alone(copy, monkeypatch, tmp_path):
+    """Whatever pip and uv are configured with here (mirrors, find-links), the lock is solved against the index."""
+    calls = []
+
+    def fake_run(*args, env=None, **kwargs):
+        calls.append(([str(a) for a in args], env))
+        out = Path(str(args[args.index("-o") + 1]))
+        out.write_text("zizmor==1.33.1 \\\n    --hash=sha256:aa\n", encoding="utf-8")
+
+    monkeypatch.setattr(copy, "run", fake_run)
+    monkeypatch.setattr(copy, "find_uv", lambda *a: tmp_path / "uv")
+    monkeypatch.setattr(copy, "check_lock", lambda: 0)
+    monkeypatch.setenv("UV_INDEX_URL", "file:///opt/mirror")
+    monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels")
+    monkeypatch.setenv("UV_EXTRA_INDEX_URL", "file:///opt/other")
+    assert copy.lock() == 0
+    assert len(calls) == 2
+    for args, env in calls:
+        assert args[args.index("--index-url") + 1] == "https://pypi.org/simple" and "--no-config" in args
+        assert "--find-links" not in args and "--extra-index-url" not in args and "--constraint" not in args
+        assert not any(k.startswith(("UV_", "PIP_")) for k in env)
+        assert "--universal" in args and args[args.index("--python-version") + 1] == "3.11"
+    header = copy.LOCK.read_text(encoding="utf-8")
+    assert "for Python 3.11, 3.12 and 3.13 on Linux, macOS and Windows" in header
