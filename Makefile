@@ -30,13 +30,14 @@ ifeq ($(strip $(DISPLAY)$(WAYLAND_DISPLAY)$(filter Darwin,$(shell uname -s))),)
 LAB_FLAGS += --no-browser
 endif
 
-.PHONY: help venv data lock check-lock lab test exercises check-generated lint diagrams grade bench clean
+.PHONY: help venv data lock check-lock verify-lock lab test exercises check-generated lint diagrams grade bench clean
 
 help:
 	@echo "make lab        set up (once) and start JupyterLab on notebooks/"
 	@echo "make test       set up (once) and run every test, offline"
 	@echo "make data       fetch Shakespeare's plays for notebook 11 (once; make lab and make test do it)"
-	@echo "make lock       re-solve requirements.txt into requirements.lock (after changing a pin)"
+	@echo "make lock       re-solve requirements.txt into requirements.lock (after changing a pin), then verify it"
+	@echo "make verify-lock  check the lock against the package index for every platform and Python 3.11-3.13"
 	@echo "make exercises  regenerate notebooks/ and c1p1/parts/ from solutions/ (never overwrites your work)"
 	@echo "make diagrams   redraw diagrams/ from c1p1/diagrams.py"
 	@echo "make grade SUBMISSIONS=dir   grade a folder of learner notebooks (writes grades.csv; TIMEOUT=300 MEMORY=8 GiB per notebook)"
@@ -52,6 +53,11 @@ data: venv
 
 lock:
 	python3 tools/bootstrap.py --lock
+	$(MAKE) verify-lock
+
+# Needs the package index (so make test runs it only on a recorded listing: tests/test_verify_lock.py).
+verify-lock: venv
+	$(PY) tools/verify_lock.py
 
 check-lock:
 	@python3 tools/bootstrap.py --check-lock
