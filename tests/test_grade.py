@@ -336,10 +336,14 @@ def test_require_sets_the_exit_code(tmp_path, monkeypatch, capsys):
 
 
 def test_make_grade_passes_memory_and_require():
+    # Without the MAKEFLAGS of a `make test` around this test, which would add "make[1]: Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
     def command(*variables: str) -> str:
-        out = subprocess.run(["make", "-n", "grade", "SUBMISSIONS=subs", *variables], capture_output=True, text=True,
-                             cwd=ROOT, timeout=60)
-        return out.stdout.strip().splitlines()[-1]
+        out = subprocess.run(["make", "--no-print-directory", "-n", "grade", "SUBMISSIONS=subs", *variables],
+                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+        (line,) = [line for line in out.stdout.splitlines() if "-m c1p1.grade " in line]
+        return line
 
     assert command().endswith('-m c1p1.grade "subs" --timeout 300 --memory-gb 8 --csv grades.csv')
     assert command("MEMORY=4", "REQUIRE=all").endswith("--memory-gb 4 --csv grades.csv --require-all")
