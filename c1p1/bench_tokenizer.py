@@ -33,10 +33,21 @@ def load() -> str:
     return f"{one:.1f} (1 min), {five:.1f} (5 min)"
 
 
-def timed(fn, *args):
-    start = time.perf_counter()
+class Seconds(float):
+    """Wall-clock seconds of one call, carrying its CPU seconds (this process, all threads) as ``.cpu``."""
+
+    cpu: float = float("nan")
+
+    def __str__(self) -> str:
+        return f"(CPU {self.cpu:.2f} s)"
+
+
+def timed(fn, *args) -> tuple[object, Seconds]:
+    start, cpu = time.perf_counter(), time.process_time()
     out = fn(*args)
-    return out, time.perf_counter() - start
+    seconds = Seconds(time.perf_counter() - start)
+    seconds.cpu = time.process_time() - cpu
+    return out, seconds
 
 
 def bench_encode(text: str) -> dict[str, float]:
@@ -54,9 +65,9 @@ def bench_encode(text: str) -> dict[str, float]:
     rust, tik_s = timed(tik.encode_ordinary, text)
     print(f"Encoding {len(text):,} characters ({megabytes:.2f} MB) with GPT-2's merges:")
     print(f"  course BPETokenizer (pure Python, cache of pre-tokens): {ours_s:6.2f} s  {megabytes / ours_s:5.2f} MB/s"
-          f"  (built in {build_s:.2f} s)")
-    print(f"  Hugging Face GPT2Tokenizer (pure Python):               {hf_s:6.2f} s  {megabytes / hf_s:5.2f} MB/s")
-    print(f"  tiktoken (Rust):                                        {tik_s:6.2f} s  {megabytes / tik_s:5.2f} MB/s")
+          f"  {ours_s}, built in {build_s:.2f} s")
+    print(f"  Hugging Face GPT2Tokenizer (pure Python):               {hf_s:6.2f} s  {megabytes / hf_s:5.2f} MB/s  {hf_s}")
+    print(f"  tiktoken (Rust):                                        {tik_s:6.2f} s  {megabytes / tik_s:5.2f} MB/s  {tik_s}")
     print(f"  course / Hugging Face speed: {hf_s / ours_s:.2f}x; tiktoken / course: {ours_s / tik_s:.1f}x")
     same = ours == list(theirs) == list(rust)
     print(f"  tokens: course {len(ours):,}, Hugging Face {len(theirs):,}, tiktoken {len(rust):,}: "
@@ -95,10 +106,10 @@ def bench_train(text: str, vocab_size: int = VOCAB_SIZE, naive_merges: int = NAI
     except ImportError:
         pass
     print(f"Training a byte-level BPE to a vocabulary of {vocab_size:,} ({n_merges:,} merges) on {len(text):,} characters:")
-    print(f"  course train_bpe (incremental pair counts, a heap):     {ours_s:7.2f} s")
+    print(f"  course train_bpe (incremental pair counts, a heap):     {ours_s:7.2f} s  {ours_s}")
     print(f"  plain loop recounting every pair at every merge:        {naive_total:7.1f} s  (extrapolated: "
           f"{setup_s:.2f} s to count the words, {per_merge:.3f} s a merge, {naive_merges} merges timed)")
-    print(f"  {f'tokenizers BpeTrainer (Rust, {os.cpu_count()} cores):':55} {rust_s:7.2f} s"
+    print(f"  {f'tokenizers BpeTrainer (Rust, {os.cpu_count()} cores):':55} {rust_s:7.2f} s  {rust_s}"
           + (f"  ({same:,} of its {n_merges:,} merges are also the course's, {same_rank:,} at the same rank)" if same >= 0 else ""))
     print(f"  speed-up of the incremental counts over the plain loop: {naive_total / ours_s:.0f}x")
     return {"course": ours_s, "naive": naive_total, "tokenizers": rust_s}
