@@ -10,7 +10,7 @@ corpus (all of it by default) it prints:
 - training to ``--vocab-size`` (1,256: 1,000 merges): the course's ``train_bpe`` (incremental pair counts),
   the plain loop that recounts every pair at every merge (``--naive-merges`` merges timed, then extrapolated),
   and the ``tokenizers`` library's ``BpeTrainer`` (Rust) with GPT-2's byte-level pre-tokenizer, with how many
-  of its merges the course's trainer also makes, and how many at the same rank (tie rules differ).
+  of its merges the course's trainer also makes, and how many at the same rank.
 
 It prints figures and asserts nothing; other programs on the machine move every figure (the load average is
 printed before and after), so compare within one run.
