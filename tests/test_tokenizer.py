@@ -261,6 +261,26 @@ class Heap(parts.BPETokenizer):
         return [t for t, keep in zip(ids, alive, strict=True) if keep]
 
 
+class RankOrder(parts.BPETokenizer):
+    """A correct alternative: one pass over all the merges in rank order, each applied to every word that has it."""
+
+    def encode(self, text, allowed_special=()):
+        if allowed_special:
+            return super().encode(text, allowed_special)
+        pieces = parts.pretokenize(text)
+        words = {piece: [self.byte_ids[b] for b in piece.encode("utf-8")] for piece in dict.fromkeys(pieces)}
+        where: dict[tuple[int, int], set[str]] = {}
+        for piece, ids in words.items():
+            for pair in pairwise(ids):
+                where.setdefault(pair, set()).add(piece)
+        for pair in sorted(self.ranks, key=self.ranks.get):  # lowest rank first, once each
+            for piece in where.pop(pair, ()):
+                words[piece] = parts.merge_pair(words[piece], pair, self.merged[pair])
+                for new in pairwise(words[piece]):
+                    where.setdefault(new, set()).add(piece)
+        return [i for piece in pieces for i in words[piece]]
+
+
 class MostFrequent(parts.BPETokenizer):
     def bpe(self, piece):
         ids = [self.byte_ids[b] for b in piece.encode("utf-8")]
@@ -317,7 +337,8 @@ def decoding(decode):
     return type("Decoding", (parts.BPETokenizer,), {"decode": decode})
 
 
-@pytest.mark.parametrize("cls", [StringSpace, Heap], ids=["string space (GPT-2's original style)", "heap"])
+@pytest.mark.parametrize("cls", [StringSpace, Heap, RankOrder],
+                         ids=["string space (GPT-2's original style)", "heap", "merges in rank order"])
 def test_tokenizer_alternatives_pass(cls, capsys):
     tests.test_bpe_tokenizer(cls)
     assert "identical" in capsys.readouterr().out
