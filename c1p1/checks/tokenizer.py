@@ -643,6 +643,14 @@ def _vocab_line(vocab: dict[int, bytes], pair: tuple[int, int]) -> str:
     return f"{pair} = {vocab.get(pair[0], b'?')!r} + {vocab.get(pair[1], b'?')!r}"
 
 
+def _merge_difference(merges: list, vocab: dict, expected_merges: list, expected_vocab: dict) -> str:
+    """Where two lists of merges first differ, each merge shown with the bytes it joins."""
+    i = _first_difference(merges, expected_merges)
+    yours = _vocab_line(vocab, merges[i]) if i < len(merges) else "missing"
+    theirs = _vocab_line(expected_vocab, expected_merges[i]) if i < len(expected_merges) else "nothing"
+    return f"merge {i} (new id {256 + i}) is {yours}, expected {theirs}"
+
+
 def test_train_bpe(train_bpe) -> None:
     """Check train_bpe(text, vocab_size, special_tokens): merges and vocabulary equal the reference trainer's."""
     __tracebackhide__ = True
@@ -665,21 +673,18 @@ def test_train_bpe(train_bpe) -> None:
             wrong_merges, wrong_vocab = reference_train(text, vocab_size, specials, mistake)
             sizes = mistake in ("one_long", "one_short", "specials_uncounted") and len(vocab) == len(wrong_vocab)
             if merges == wrong_merges != expected_merges and (vocab == wrong_vocab or sizes):
-                i = _first_difference(merges, expected_merges)
                 core.fail(f"{test} FAILED on {label} (vocab_size {vocab_size}, special tokens {list(specials)}): "
                           f"{len(merges)} merges and a vocabulary of {len(vocab)}, expected {len(expected_merges)} "
-                          f"and {vocab_size}; the first difference is at merge {i}.\nLikely cause: {advice}")
+                          f"and {vocab_size}; {_merge_difference(merges, vocab, expected_merges, expected_vocab)}."
+                          f"\nLikely cause: {advice}")
         if merges == expected_merges:
             wrong = [k for k in expected_vocab if vocab.get(k) != expected_vocab[k]][:3] or sorted(set(vocab) - set(expected_vocab))[:3]
             core.fail(f"{test} FAILED on {label}: the merges are right but the vocabulary is not (ids {wrong}: "
                       f"{[vocab.get(k) for k in wrong]}, expected {[expected_vocab.get(k) for k in wrong]}).\nLikely "
                       "cause: vocab[256 + k] is the bytes of merge k's two ids joined; the special tokens' bytes "
                       "(token.encode('utf-8')) take the last ids, after the merges.")
-        i = _first_difference(merges, expected_merges)
-        yours = _vocab_line(vocab, merges[i]) if i < len(merges) else "nothing"
-        theirs = _vocab_line(expected_vocab, expected_merges[i]) if i < len(expected_merges) else "nothing"
-        core.fail(f"{test} FAILED on {label} (vocab_size {vocab_size}): merge {i} (new id {256 + i}) is {yours}, "
-                  f"expected {theirs}.\nLikely causes, most likely first: 1) after each merge, the counts of the "
+        core.fail(f"{test} FAILED on {label} (vocab_size {vocab_size}): "
+                  f"{_merge_difference(merges, vocab, expected_merges, expected_vocab)}.\nLikely causes, most likely first: 1) after each merge, the counts of the "
                   "pairs around every merged occurrence change: update them (or recount); 2) count each pre-token's "
                   "pairs times how often the pre-token occurs; 3) take the most frequent pair, ties to the "
                   "smallest (first id, second id).")
