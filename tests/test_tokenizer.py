@@ -53,6 +53,16 @@ def test_solution_tokenizer_passes_on_a_slice(capsys):
     assert "the first 20,000 characters" in capsys.readouterr().out
 
 
+def test_a_slow_encoder_is_checked_on_a_slice(monkeypatch, capsys):
+    """An encoder that would take long on the whole corpus is checked on a fixed slice, and told so."""
+    monkeypatch.setattr(checks, "CORPUS_CHARS", None)
+    monkeypatch.setattr(checks, "SLOW_SECONDS", 0.0)
+    monkeypatch.setattr(checks, "SLICE_CHARS", 30_000)
+    tests.test_bpe_tokenizer(parts.BPETokenizer)
+    out = capsys.readouterr().out
+    assert "on the first 30,000 characters of the corpus" in out and "would take about" in out
+
+
 @pytest.mark.parametrize("name", CHECKS)
 def test_stub_is_not_done(name):
     not_done(CHECKS[name], stubs()[name])

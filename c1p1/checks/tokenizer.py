@@ -21,6 +21,7 @@ import copy
 import functools
 import inspect
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from itertools import pairwise
@@ -73,6 +74,9 @@ HARD_STRINGS = (
     ("the empty string", ""),
 )
 CORPUS_CHARS: int | None = None  # the whole corpus; tests may set a slice for slow correct variants
+PROBE_CHARS = 20_000  # encoded first, and timed: it tells how long the whole corpus would take
+SLOW_SECONDS = 30.0  # an encoder slower than this on the whole corpus is checked on SLICE_CHARS only
+SLICE_CHARS = 200_000
 
 
 # ----------------------------------------------------------------------------------- GPT-2's files
@@ -558,11 +562,20 @@ def test_bpe_tokenizer(BPETokenizer) -> None:
                       "utf-8", errors="replace"))
     _check_bad_input(test, tok)
     text, where = corpus_slice()
+    probe = text[:PROBE_CHARS]
+    start = time.perf_counter()
+    _check_encode(test, tok, f"the first {len(probe):,} characters of the corpus", probe, allowed=False)
+    estimate = (time.perf_counter() - start) * len(text) / max(len(probe), 1)
+    note = ""
+    if estimate > SLOW_SECONDS and len(text) > SLICE_CHARS:
+        text, where = text[:SLICE_CHARS], f"the first {SLICE_CHARS:,} characters of the corpus"
+        note = (f" Your encode would take about {estimate:.0f} s on the whole corpus, so the check stopped there: a "
+                "dict of the pre-tokens already encoded (far fewer distinct ones than pre-tokens) makes it about a second.")
     _check_encode(test, tok, where, text, allowed=False)
     n = len(_expected_corpus(len(text)))
     core.passed(test, f"encode gives GPT-2's tokens on {len(HARD_STRINGS)} hard strings and on {where}: {n:,} tokens, "
                 f"identical; {SPECIAL} is token {SPECIAL_ID} only when allowed; decode(encode(s)) == s, and decode "
-                "survives a token that ends inside a character.")
+                "survives a token that ends inside a character." + note)
 
 
 # ----------------------------------------------------------------------------------- train_bpe
