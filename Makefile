@@ -89,6 +89,7 @@ grade: venv
 # Two threads for training, not TEST_ENV's one: nanoGPT's published CPU figure is two threads.
 bench: venv data
 	$(TEST_ENV) $(PY) -m c1p1.bench
+	$(TEST_ENV) $(PY) -m c1p1.bench_tokenizer
 	HF_HUB_OFFLINE=1 $(PY) -m c1p1.bench_training --threads 2
 
 clean:

@@ -113,6 +113,12 @@ _TABLE = (
     ("test_full_qk_circuit", "14_induction_heads", "full_qk_circuit", "full_qk_circuit"),
     ("test_composition_score", "14_induction_heads", "composition_score", "composition_score"),
     ("test_ablate_head", "14_induction_heads", "ablate_head", "ablate_head"),
+    ("test_bytes_to_unicode", "15_tokenizer", "bytes_to_unicode", "bytes_to_unicode"),
+    ("test_pretokenize", "15_tokenizer", "pretokenize", "pretokenize"),
+    ("test_count_pairs", "15_tokenizer", "count_pairs", "count_pairs"),
+    ("test_merge_pair", "15_tokenizer", "merge_pair", "merge_pair"),
+    ("test_bpe_tokenizer", "15_tokenizer", "BPETokenizer", "BPETokenizer"),
+    ("test_train_bpe", "15_tokenizer", "train_bpe", "train_bpe"),
 )
 
 # Exercises their notebook calls optional ("## Exercise (optional): `beam_search`"): graded, but counted apart from
