@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 SUBMISSIONS ?= submissions
 TIMEOUT ?= 300
+MEMORY ?= 8
+# make grade REQUIRE=attention,mlp (or REQUIRE=all): exit 1 unless every learner passed those checks.
+GRADE_REQUIRE = $(if $(filter all,$(REQUIRE)),$() --require-all,$(if $(REQUIRE),$() --require $(REQUIRE)))
 
 # Tests run offline, single-threaded per process, without progress bars on stderr, and with the short
 # form of long runs (C1P1_QUICK=1: fewer training steps, still asserting real learning).
@@ -27,16 +30,17 @@ ifeq ($(strip $(DISPLAY)$(WAYLAND_DISPLAY)$(filter Darwin,$(shell uname -s))),)
 LAB_FLAGS += --no-browser
 endif
 
-.PHONY: help venv data lock check-lock lab test exercises check-generated lint diagrams grade bench clean
+.PHONY: help venv data lock check-lock verify-lock lab test exercises check-generated lint diagrams grade bench clean
 
 help:
 	@echo "make lab        set up (once) and start JupyterLab on notebooks/"
 	@echo "make test       set up (once) and run every test, offline"
 	@echo "make data       fetch Shakespeare's plays for notebook 11 (once; make lab and make test do it)"
-	@echo "make lock       re-solve requirements.txt into requirements.lock (after changing a pin)"
+	@echo "make lock       re-solve requirements.txt into requirements.lock (after changing a pin), then verify it"
+	@echo "make verify-lock  check the lock against the package index for every platform and Python 3.11-3.13"
 	@echo "make exercises  regenerate notebooks/ and c1p1/parts/ from solutions/ (never overwrites your work)"
 	@echo "make diagrams   redraw diagrams/ from c1p1/diagrams.py"
-	@echo "make grade SUBMISSIONS=dir   grade a folder of learner notebooks (writes grades.csv)"
+	@echo "make grade SUBMISSIONS=dir   grade a folder of learner notebooks (writes grades.csv; TIMEOUT=300 MEMORY=8 GiB per notebook)"
 	@echo "make bench      time every check and the model against the reference"
 	@echo "make clean      remove caches and .venv (never notebooks)"
 
@@ -49,6 +53,11 @@ data: venv
 
 lock:
 	python3 tools/bootstrap.py --lock
+	$(MAKE) verify-lock
+
+# Needs the package index (so make test runs it only on a recorded listing: tests/test_verify_lock.py).
+verify-lock: venv
+	$(PY) tools/verify_lock.py
 
 check-lock:
 	@python3 tools/bootstrap.py --check-lock
@@ -75,11 +84,12 @@ test: check-lock venv data check-generated lint
 		--nbval-lax --nbval-kernel-name c1p1-fork tests solutions
 
 grade: venv
-	$(TEST_ENV) $(PY) -m c1p1.grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --csv grades.csv
+	$(TEST_ENV) $(PY) -m c1p1.grade "$(SUBMISSIONS)" --timeout $(TIMEOUT) --memory-gb $(MEMORY) --csv grades.csv$(GRADE_REQUIRE)
 
 # Two threads for training, not TEST_ENV's one: nanoGPT's published CPU figure is two threads.
 bench: venv data
 	$(TEST_ENV) $(PY) -m c1p1.bench
+	$(TEST_ENV) $(PY) -m c1p1.bench_tokenizer
 	HF_HUB_OFFLINE=1 $(PY) -m c1p1.bench_training --threads 2
 
 clean:

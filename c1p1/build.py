@@ -56,6 +56,13 @@ KNOWN_IMPORTS = {
     "tqdm": "from tqdm.auto import tqdm",
     "copy": "import copy",
     "replace": "from dataclasses import replace",
+    "regex": "import regex",
+    "json": "import json",
+    "heapq": "import heapq",
+    "Counter": "from collections import Counter",
+    "defaultdict": "from collections import defaultdict",
+    "Iterable": "from collections.abc import Iterable",
+    "pairwise": "from itertools import pairwise",
 }
 BUILTINS = set(dir(builtins))
 

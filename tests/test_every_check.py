@@ -74,6 +74,14 @@ def perturb(out: object) -> object:
         return type(out)(perturb(out.A), out.B)
     if isinstance(out, float):
         return out * 1.5 + 0.5
+    if isinstance(out, int) and not isinstance(out, bool):  # a token id, a count (notebook 15)
+        return out + 1
+    if isinstance(out, str):
+        return out + "?"
+    if isinstance(out, bytes):
+        return out + b"?"
+    if isinstance(out, dict):
+        return {key: perturb(value) for key, value in out.items()}
     if isinstance(out, torch.optim.Optimizer):
         for group in out.param_groups:
             group["weight_decay"] = group["weight_decay"] * 1.5 + 0.5

@@ -143,3 +143,172 @@ def test_without_the_mark_a_different_torch_fails(monkeypatch):
     monkeypatch.setattr(environment.metadata, "version", lambda name: "2.14.1")
     assert not environment.hosted()
     assert not environment.check_pin(environment.Requirement("torch==2.13.0")).ok
+
+
+# ------------------------------------------------------------------- the right Python, on any system
+
+
+def fake_probe(versions: dict[str, tuple[int, int]]):
+    """probe_python for a PATH whose programs report these versions (absent or broken ones: None)."""
+    def probe(command):
+        key = " ".join(command)
+        return (versions[key], f"/real/{key.replace(' ', '_')}") if key in versions else None
+    return probe
+
+
+def fake_programs(table: dict[str, list[str]]):
+    return lambda name: table.get(name, [])
+
+
+def test_a_supported_python_is_used_as_it_is():
+    bootstrap = load_bootstrap()
+    assert bootstrap.find_python(((3, 12), "/usr/bin/python3")) == "/usr/bin/python3"
+    assert bootstrap.find_python(((3, 11), "/x/python3"), probe=None, programs=None) == "/x/python3"
+
+
+def test_another_python_on_the_path_is_found_newest_first():
+    bootstrap = load_bootstrap()
+    # python3 is 3.14; python3.13 is a pyenv shim that fails, a second python3.13 works: it is chosen, not 3.12
+    programs = fake_programs({"python3.13": ["/shims/python3.13", "/usr/bin/python3.13"],
+                              "python3.12": ["/usr/bin/python3.12"]})
+    probe = fake_probe({"/usr/bin/python3.13": (3, 13), "/usr/bin/python3.12": (3, 12)})
+    assert bootstrap.find_python(((3, 14), "/usr/bin/python3"), probe, programs) == "/real//usr/bin/python3.13"
+    # a program whose name says 3.12 but which is something else is not trusted
+    probe = fake_probe({"/usr/bin/python3.12": (3, 10)})
+    with pytest.raises(SystemExit):
+        bootstrap.find_python(((3, 10), "/usr/bin/python3"), probe, fake_programs({"python3.12": ["/usr/bin/python3.12"]}))
+
+
+def test_windows_asks_the_py_launcher():
+    bootstrap = load_bootstrap()
+    programs = fake_programs({"py": [r"C:\Windows\py.exe"]})
+    probe = fake_probe({r"C:\Windows\py.exe -3.13": None, r"C:\Windows\py.exe -3.12": (3, 12)})
+    probe_ok = lambda command: None if command[-1] == "-3.13" else probe(command)  # noqa: E731
+    found = bootstrap.find_python(((3, 10), r"C:\Python310\python.exe"), probe_ok, programs, windows=True)
+    assert found == r"/real/C:\Windows\py.exe_-3.12"
+    with pytest.raises(SystemExit) as stop:
+        bootstrap.find_python(((3, 10), "python.exe"), lambda c: None, programs, windows=True)
+    assert "or `py -3.x`" in str(stop.value)
+
+
+def test_no_supported_python_stops_with_one_message():
+    bootstrap = load_bootstrap()
+    with pytest.raises(SystemExit) as stop:
+        bootstrap.find_python(((3, 10), "/usr/bin/python3"), lambda c: None, lambda n: [])
+    text = str(stop.value)
+    assert text.startswith("The course needs Python 3.11, 3.12 or 3.13. This is Python 3.10 (/usr/bin/python3)")
+    assert "brew install python@3.12" in text and "WSL 2" in text and text.endswith("No .venv was made.")
+
+
+def test_on_path_lists_every_match_and_windows_exe(tmp_path):
+    bootstrap = load_bootstrap()
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        program = tmp_path / folder / "python3.12"
+        program.write_text("#!/bin/sh\n")
+        program.chmod(0o755)
+    (tmp_path / "b" / "py.exe").write_text("")
+    (tmp_path / "b" / "py.exe").chmod(0o755)
+    path = f"{tmp_path / 'a'}:{tmp_path / 'missing'}:{tmp_path / 'b'}".replace(":", __import__("os").pathsep)
+    assert bootstrap.on_path("python3.12", path, windows=False) == [str(tmp_path / f / "python3.12") for f in "ab"]
+    assert bootstrap.on_path("py", path, windows=True) == [str(tmp_path / "b" / "py.exe")]
+
+
+def test_the_real_probe_reads_a_real_interpreter():
+    import sys
+
+    bootstrap = load_bootstrap()
+    assert bootstrap.probe_python([sys.executable]) == (tuple(sys.version_info[:2]), sys.executable)
+    assert bootstrap.probe_python(["/no/such/python"]) is None
+
+
+def test_windows_layout_of_a_venv(tmp_path):
+    bootstrap = load_bootstrap()
+    assert bootstrap.venv_python(tmp_path, windows=True) == tmp_path / "Scripts" / "python.exe"
+    assert bootstrap.venv_python(tmp_path, windows=False) == tmp_path / "bin" / "python"
+    (tmp_path / "Scripts").mkdir()
+    (tmp_path / "Scripts" / "uv.exe").write_text("")
+    assert bootstrap.uv_program(tmp_path) == tmp_path / "Scripts" / "uv.exe"
+
+
+def test_machines_torch_cannot_serve_are_named():
+    bootstrap = load_bootstrap()
+    assert "Intel Macs" in bootstrap.platform_problem("Darwin", "x86_64", "13.6")
+    assert "macOS 14" in bootstrap.platform_problem("Darwin", "arm64", "13.6.1")
+    assert bootstrap.platform_problem("Darwin", "arm64", "15.1") is None
+    assert bootstrap.platform_problem("Linux", "x86_64") is None
+    assert bootstrap.platform_problem("Windows", "AMD64") is None
+
+
+def test_an_unsupported_python_writes_nothing(tmp_path):
+    """bootstrap.py under a Python 3.10 with no 3.11-3.13 on the PATH: one message, no .venv."""
+    import subprocess
+
+    old = Path.home() / ".pyenv" / "versions" / "3.10.13" / "bin" / "python3"
+    if not old.exists():
+        pytest.skip("needs pyenv's Python 3.10 (present on the course's CI machine)")
+    work = tmp_path / "course"
+    (work / "tools").mkdir(parents=True)
+    (work / "c1p1").mkdir()
+    (work / "jupyter").mkdir()
+    for name in ("requirements.txt", "requirements.lock", "tools/bootstrap.py", "c1p1/data.py", "pyproject.toml",
+                 "jupyter/overrides.json"):
+        shutil.copyfile(ROOT / name, work / name)
+    env = {"PATH": str(tmp_path / "empty"), "HOME": str(tmp_path), "C1P1_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([str(old), "tools/bootstrap.py"], cwd=work, capture_output=True, text=True, env=env,
+                          timeout=60, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "This is Python 3.10" in proc.stderr and "No .venv was made." in proc.stderr
+    assert not (work / ".venv").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_failed_first_set_up_leaves_no_venv(copy, tmp_path, monkeypatch):
+    import sys
+
+    copy.VENV = tmp_path / "venv"
+    copy.STAMP = copy.VENV / ".c1p1-installed"
+    copy.INPUTS = [copy.REQUIREMENTS, copy.LOCK]
+    monkeypatch.setattr(copy, "find_python", lambda: sys.executable)
+    monkeypatch.setattr(copy, "platform_problem", lambda *a: None)
+
+    def half_build(python, want, fresh):
+        (copy.VENV / "bin").mkdir(parents=True)
+        raise SystemExit("Set-up failed: the network went away")
+
+    monkeypatch.setattr(copy, "build", half_build)
+    with pytest.raises(SystemExit, match="network went away"):
+        copy.install()
+    assert not copy.VENV.exists()
+    # a .venv that was already there (a later update failing) is kept: its packages are still good
+    (copy.VENV / "bin").mkdir(parents=True)
+    (copy.VENV / "bin" / "python").write_text("")
+    monkeypatch.setattr(copy, "build", lambda *a: (_ for _ in ()).throw(SystemExit("again")))
+    with pytest.raises(SystemExit):
+        copy.install()
+    assert (copy.VENV / "bin" / "python").exists()
+
+
+def test_make_lock_asks_the_package_index_alone(copy, monkeypatch, tmp_path):
+    """Whatever pip and uv are configured with here (mirrors, find-links), the lock is solved against the index."""
+    calls = []
+
+    def fake_run(*args, env=None, **kwargs):
+        calls.append(([str(a) for a in args], env))
+        out = Path(str(args[args.index("-o") + 1]))
+        out.write_text("zizmor==1.33.1 \\\n    --hash=sha256:aa\n", encoding="utf-8")
+
+    monkeypatch.setattr(copy, "run", fake_run)
+    monkeypatch.setattr(copy, "find_uv", lambda *a: tmp_path / "uv")
+    monkeypatch.setattr(copy, "check_lock", lambda: 0)
+    monkeypatch.setenv("UV_INDEX_URL", "file:///opt/mirror")
+    monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels")
+    monkeypatch.setenv("UV_EXTRA_INDEX_URL", "file:///opt/other")
+    assert copy.lock() == 0
+    assert len(calls) == 2
+    for args, env in calls:
+        assert args[args.index("--index-url") + 1] == "https://pypi.org/simple" and "--no-config" in args
+        assert "--find-links" not in args and "--extra-index-url" not in args and "--constraint" not in args
+        assert not any(k.startswith(("UV_", "PIP_")) for k in env)
+        assert "--universal" in args and args[args.index("--python-version") + 1] == "3.11"
+    header = copy.LOCK.read_text(encoding="utf-8")
+    assert "for Python 3.11, 3.12 and 3.13 on Linux, macOS and Windows" in header

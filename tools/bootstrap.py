@@ -148,18 +148,33 @@ def uv_index_args(config: dict[str, list[str]]) -> tuple[list[str], list[str], d
     return args, constraints, env
 
 
-def find_uv() -> Path | None:
+def has_module(python: str, module: str) -> bool:
+    """Whether ``python`` can import ``module`` (Debian and Ubuntu ship Python without pip and ensurepip)."""
+    try:
+        return subprocess.run([python, "-c", f"import {module}"], capture_output=True, timeout=60,
+                              check=False).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+NO_PIP = """{python} has neither pip nor venv's ensurepip, so nothing can be installed with it.
+  Ubuntu, Debian, WSL:  sudo apt install python3-pip python3-venv   (for python3.12: python3.12-venv)
+  elsewhere:            python -m ensurepip --upgrade
+Then run the same command again. No .venv was made."""
+
+
+def find_uv(python: str | None = None) -> Path | None:
     """uv at the pinned version, installed once into the course's cache by this python's pip."""
     home = cache_dir() / "tools" / f"uv-{UV_VERSION}"
-    exe = home / "bin" / "uv"
-    if exe.exists():
+    exe = uv_program(home)
+    if exe is not None:
         return exe
     say(f"Installing uv {UV_VERSION} into {home} (once)")
     tmp = home.with_name(f"{home.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+    proc = subprocess.run([python or sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                            "--target", str(tmp), f"uv=={UV_VERSION}"], capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or not (tmp / "bin" / "uv").exists():
+    if proc.returncode != 0 or uv_program(tmp) is None:
         shutil.rmtree(tmp, ignore_errors=True)
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["the wheel has no uv program"]
         say(f"uv {UV_VERSION} could not be installed ({detail[0]}); installing with pip instead, which is slower.")
@@ -168,7 +183,15 @@ def find_uv() -> Path | None:
         os.replace(tmp, home)  # atomic: two set-ups at once both end with one whole copy
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
-    return exe
+    return uv_program(home)
+
+
+def uv_program(home: Path) -> Path | None:
+    """uv inside a ``pip install --target`` folder: ``bin/uv``, or ``Scripts\\uv.exe`` / ``bin\\uv.exe`` on Windows."""
+    for exe in (home / "bin" / "uv", home / "bin" / "uv.exe", home / "Scripts" / "uv.exe"):
+        if exe.exists():
+            return exe
+    return None
 
 
 # --------------------------------------------------------------------------------------------- lock
@@ -211,7 +234,7 @@ def lock() -> int:
         run(*base, *[a for n in left_out for a in ("--no-emit-package", n)], "--no-header", "-o", out, env=env)
         header = [
             f"{LOCK_HEADER}{sha256(REQUIREMENTS)}",
-            f"# Every package the course installs, pinned with the hash of every file the package index publishes,",
+            "# Every package the course installs, pinned with the hash of every file the package index publishes,",
             f"# for Python {LOCK_PYTHONS} on Linux, macOS and Windows (`make verify-lock` checks each platform).",
             f"# Generated from requirements.txt by `make lock` (uv pip compile --universal --generate-hashes against"
             f" {LOCK_INDEX}); do not edit.",
@@ -262,6 +285,70 @@ def check_lock() -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- the right Python
+
+SUPPORTED = ((3, 13), (3, 12), (3, 11))  # the versions the lock is verified for, newest first
+GET_PYTHON = """The course needs Python 3.11, 3.12 or 3.13. {found}
+Install one, then run the same command again:
+  macOS:            brew install python@3.12   (or the installer from python.org)
+  Ubuntu, Debian:   sudo apt install python3.12 python3.12-venv   (Ubuntu 22.04: from the deadsnakes PPA)
+  Windows:          use WSL 2 (README, "Windows"); inside it, as on Ubuntu
+  anywhere:         uv python install 3.12   (uv from https://docs.astral.sh/uv/)
+No .venv was made."""
+
+
+def probe_python(command: list[str]) -> tuple[tuple[int, int], str] | None:
+    """``((major, minor), sys.executable)`` of the interpreter that ``command`` starts, or None if it does not."""
+    code = "import sys; print(sys.version_info[0], sys.version_info[1], sys.executable)"
+    try:
+        out = subprocess.run([*command, "-c", code], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    parts = out.stdout.split(maxsplit=2) if out.returncode == 0 else []
+    if len(parts) != 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+        return None
+    return (int(parts[0]), int(parts[1])), parts[2].strip()
+
+
+def on_path(name: str, path: str | None = None, windows: bool = os.name == "nt") -> list[str]:
+    """Every program called ``name`` on the PATH, in order (a pyenv shim that fails must not hide the next)."""
+    found = []
+    for folder in (path if path is not None else os.environ.get("PATH", "")).split(os.pathsep):
+        for candidate in ([f"{name}.exe"] if windows else [name]):
+            program = Path(folder) / candidate
+            if folder and program.is_file() and os.access(program, os.X_OK) and str(program) not in found:
+                found.append(str(program))
+    return found
+
+
+def find_python(current: tuple[tuple[int, int], str] | None = None, probe=probe_python, programs=on_path,
+                windows: bool = os.name == "nt") -> str:
+    """The interpreter to build .venv with: this one if it is 3.11-3.13, else the first such on the PATH.
+
+    Looks for python3.13, python3.12 and python3.11 (every one of each name on the PATH), then, on
+    Windows, asks the ``py`` launcher for each version. Stops with one message when none is there.
+    """
+    version, executable = current or (tuple(sys.version_info[:2]), sys.executable)
+    if version in SUPPORTED:
+        return executable
+    for major, minor in SUPPORTED:
+        for program in programs(f"python{major}.{minor}"):
+            found = probe([program])
+            if found and found[0] == (major, minor):
+                say(f"python3 is {version[0]}.{version[1]}; using {found[1]} (Python {major}.{minor}) for .venv.")
+                return found[1]
+    if windows:
+        for launcher in programs("py"):
+            for major, minor in SUPPORTED:
+                found = probe([launcher, f"-{major}.{minor}"])
+                if found and found[0] == (major, minor):
+                    say(f"python is {version[0]}.{version[1]}; using {found[1]} (Python {major}.{minor}) for .venv.")
+                    return found[1]
+    names = ", ".join(f"python{a}.{b}" for a, b in SUPPORTED) + (" or `py -3.x`" if windows else "")
+    raise SystemExit(GET_PYTHON.format(
+        found=f"This is Python {version[0]}.{version[1]} ({executable}), and no {names} was found on the PATH."))
+
+
 # ------------------------------------------------------------------------------------------ install
 
 
@@ -272,8 +359,23 @@ def wanted_hash() -> str:
     return digest.hexdigest()
 
 
-def venv_python() -> Path:
-    return VENV / "bin" / "python"
+def venv_python(venv: Path | None = None, windows: bool = os.name == "nt") -> Path:
+    """The virtual environment's python: ``bin/python``, or ``Scripts\\python.exe`` in Windows' layout."""
+    venv = venv or VENV
+    return venv / "Scripts" / "python.exe" if windows else venv / "bin" / "python"
+
+
+def platform_problem(system: str, machine: str, mac_release: str = "") -> str | None:
+    """Why torch's pinned version cannot install on this machine (PyTorch's own wheels), or None."""
+    if system == "Darwin" and machine == "x86_64":
+        return ("PyTorch publishes no builds for Intel Macs since version 2.3, so the course cannot install here. "
+                "On an Apple-silicon Mac this means an Intel Python under Rosetta: install an arm64 one "
+                "(python.org's installer, or Homebrew in /opt/homebrew). On an Intel Mac, use a Linux machine, "
+                "or a hosted notebook service (README, \"Hosted GPU notebooks\").")
+    if system == "Darwin" and mac_release and int(mac_release.split(".")[0]) < 14:
+        return (f"This is macOS {mac_release}; torch's builds for Apple silicon need macOS 14 (Sonoma) or newer. "
+                "Update macOS, or use a hosted notebook service (README, \"Hosted GPU notebooks\").")
+    return None
 
 
 def install() -> int:
@@ -283,25 +385,44 @@ def install() -> int:
     if lock_problems():
         check_lock()
         raise SystemExit(1)
+    import platform
+
+    problem = platform_problem(platform.system(), platform.machine(), platform.mac_ver()[0])
+    if problem:
+        raise SystemExit(problem + " No .venv was made.")
+    python = find_python()  # before anything is written: an unsupported Python never half-builds a .venv
+    if not (has_module(python, "pip") or has_module(python, "ensurepip")):
+        raise SystemExit(NO_PIP.format(python=python))
+    py = venv_python()
+    fresh = not py.exists()
+    try:
+        return build(python, want, fresh)
+    except BaseException:
+        if fresh and VENV.exists():  # a .venv this run began is removed, so the next run starts clean
+            shutil.rmtree(VENV, ignore_errors=True)
+            say("Removed the unfinished .venv; run the same command again once the problem above is fixed.")
+        raise
+
+
+def build(python: str, want: str, fresh: bool) -> int:
+    """Install the lock, torch and this project into .venv (made with ``python`` when ``fresh``)."""
     start = time.perf_counter()
     torch_pin = f"torch=={direct_pins()['torch']}"
-    uv = find_uv()
+    uv = find_uv(python) if has_module(python, "pip") else None
     py = venv_python()
     if uv is not None:
         args, constraints, env = uv_index_args(pip_config())
         env = {**os.environ, **env, "VIRTUAL_ENV": str(VENV)}
-        if not py.exists():
-            run(uv, "venv", "--quiet", "--python", sys.executable, VENV, env=env)
+        if fresh:
+            run(uv, "venv", "--quiet", "--python", python, VENV, env=env)
         common = [uv, "pip", "install", "--quiet", "--python", py, *args]
         run(*common, "--require-hashes", "--no-deps", "-r", LOCK, env=env)
         run(*common, *constraints, torch_pin, env=env)  # its dependencies are in the lock; a CUDA build adds its own
         run(*common, "--no-deps", "-e", ".", env=env)
     else:
-        if not py.exists():
-            import venv
-
-            say(f"Creating {VENV.relative_to(ROOT)} with {sys.executable}")
-            venv.EnvBuilder(with_pip=True).create(VENV)
+        if fresh:
+            say(f"Creating {VENV.relative_to(ROOT)} with {python}")
+            run(python, "-m", "venv", VENV)
         common = [py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         run(*common, "--require-hashes", "--no-deps", "-r", LOCK)
         run(*common, torch_pin)
