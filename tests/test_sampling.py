@@ -386,15 +386,20 @@ def test_sampler_on_a_cuda_device_with_a_cpu_generator(monkeypatch):
 # ------------------------------------------------------------------------------------------ generate
 
 
-def generate_variant(*, crop="last", position=-1, stop="right", sampling=True, only_new=False, pass_generator=True):
+def generate_variant(*, crop="last", position=-1, stop="right", sampling=True, only_new=False, pass_generator=True,
+                     penalty_window=False, prompt_stops=False):
     def generate(model, input_ids, max_new_tokens, stop_token=None, generator=None, **settings):
         n_ctx = model.cfg.n_ctx
         prompt_len = input_ids.shape[1]
         finished = torch.zeros(input_ids.shape[0], dtype=torch.bool)
+        if prompt_stops and stop_token is not None:
+            finished = (input_ids == stop_token).any(-1)
         for _ in range(max_new_tokens):
-            context = {"last": input_ids[:, -n_ctx:], "first": input_ids[:, :n_ctx], "none": input_ids}[crop]
+            context = {"last": input_ids[:, -n_ctx:], "first": input_ids[:, :n_ctx], "none": input_ids,
+                       "short": input_ids[:, -(n_ctx - 1):]}[crop]
             logits = model(context)[:, position]
-            nxt = parts.sample_next_token(input_ids, logits, generator=generator if pass_generator else None,
+            nxt = parts.sample_next_token(context if penalty_window else input_ids, logits,
+                                          generator=generator if pass_generator else None,
                                           **(settings if sampling else {}))
             if stop_token is not None and stop != "ignore":
                 nxt = nxt.masked_fill(finished, stop_token)
@@ -438,11 +443,15 @@ def test_generate_alternatives_pass(fn):
     (generate_variant(stop="first"), ["first row stops"]),
     (generate_variant(stop="none"), ["every row has stopped"]),
     (generate_variant(sampling=False), ["**sampling"]),
-    (generate_variant(position=0), ["[:, -1]"]),
+    (generate_variant(position=0), ["first position, [:, 0]", "[:, -1]"]),
+    (generate_variant(crop="short"), ["n_ctx - 1", "-n_ctx:"]),
+    (generate_variant(penalty_window=True), ["penalty only counts the cropped window", "whole sequence"]),
+    (generate_variant(prompt_stops=True), ["stop tokens in the prompt don't count"]),
     (generate_variant(only_new=True), ["start with the prompt"]),
     (generate_variant(pass_generator=False), ["cannot be reproduced", "generator=generator"]),
 ], ids=["no crop", "crop first", "ignores stop", "stops at first", "no early return", "drops **sampling",
-        "first position", "only new tokens", "drops the generator"])
+        "first position", "only new tokens", "drops the generator", "crop n_ctx - 1", "penalty on the window",
+        "stop in the prompt"])
 def test_generate_mistakes_are_named(fn, keywords):
     fails(tests.test_generate, fn, *keywords)
 

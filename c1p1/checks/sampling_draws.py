@@ -323,19 +323,22 @@ class TinyLM(nn.Module):
 
 
 def greedy(model: TinyLM, ids: Tensor, max_new: int, stop: int | None = None, freq_penalty: float = 0.0,
-           crop: str = "last", stop_mode: str = "right") -> Tensor:
+           crop: str = "last", stop_mode: str = "right", position: int = -1, penalty_on: str = "all") -> Tensor:
     """The course's greedy loop, with switches for the catalogued mistakes of generate."""
     n_ctx = model.cfg.n_ctx
     finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)  # (batch,)
+    if stop is not None and stop_mode == "prompt":  # a stop token already in the prompt ends the row
+        finished = (ids == stop).any(-1)  # (batch,)
     for _ in range(max_new):
-        context = ids[:, -n_ctx:] if crop == "last" else ids[:, :n_ctx]  # (batch, <= n_ctx)
-        logits = model.logits(context)[:, -1] - freq_penalty * counts(ids, model.cfg.d_vocab)  # (batch, d_vocab)
+        context = {"last": ids[:, -n_ctx:], "first": ids[:, :n_ctx], "short": ids[:, -(n_ctx - 1):]}[crop]
+        seen = context if penalty_on == "window" else ids  # (batch, <= seq): what the penalty counts
+        logits = model.logits(context)[:, position] - freq_penalty * counts(seen, model.cfg.d_vocab)  # (batch, d_vocab)
         nxt = logits.argmax(-1)  # (batch,)
         if stop is not None and stop_mode != "ignore":
             nxt = nxt.masked_fill(finished, stop)
             finished = finished | (nxt == stop)
         ids = torch.cat([ids, nxt[:, None]], dim=1)  # (batch, seq + 1)
-        if (stop_mode == "right" and finished.all()) or (stop_mode == "first" and finished.any()):
+        if (stop_mode in ("right", "prompt") and finished.all()) or (stop_mode == "first" and finished.any()):
             break
     return ids
 
@@ -355,6 +358,14 @@ CROP_FIRST = ("the context is cropped to its first n_ctx tokens; keep the last o
 IGNORE_STOP = ("a row keeps generating after its stop token. Once a row has produced stop_token, append "
                "stop_token to it at every later step (next_ids.masked_fill(finished, stop_token)).")
 FIRST_STOP = "the whole batch stops when the first row stops; go on until every row has produced stop_token."
+FIRST_POSITION = ("the next token is picked from the logits of the first position, [:, 0]; the last position "
+                  "predicts the next token: model(context)[:, -1].")
+CROP_SHORT = ("the context is cropped to n_ctx - 1 tokens, one short; the model takes n_ctx positions: "
+              "input_ids[:, -n_ctx:].")
+PROMPT_STOP = ("a stop token already in the prompt ends its row, but stop tokens in the prompt don't count: start "
+               "with finished all False and mark a row finished only when it generates stop_token.")
+PENALTY_WINDOW = ("the frequency penalty only counts the cropped window, so tokens before it are forgotten: give "
+                  "the model input_ids[:, -n_ctx:], but give sample_next_token the whole sequence so far, input_ids.")
 NO_BREAK = ("the loop goes on to max_new_tokens after every row has stopped; return as soon as every row has "
             "produced stop_token (if finished.all(): break).")
 
@@ -369,11 +380,22 @@ def stop_tokens(model: TinyLM, prompt: Tensor, max_new: int) -> tuple[int, int]:
     return min(only_row_0, key=lambda t: first[0][t]), min(both, key=lambda t: max(first[0][t], first[1][t]))
 
 
+def prompt_stop_token(model: TinyLM, prompt: Tensor, max_new: int) -> int:
+    """A token in row 0's prompt, not in row 1's, that row 0 never generates and row 1 generates early."""
+    new = greedy(model, prompt, max_new)[:, prompt.shape[1]:]  # (2, max_new)
+    fits = [int(t) for t in prompt[0].unique() if int(t) not in prompt[1].tolist() and int(t) not in new[0].tolist()
+            and int(t) in new[1, : max_new - 2].tolist()]
+    return fits[0]
+
+
 def generate_cases(model: TinyLM) -> list[GenCase]:
     prompt = core.random_tokens((2, 3), model.cfg.d_vocab, 1261, CPU)  # (2, 3)
     one, both = stop_tokens(model, prompt, 9)
+    in_prompt = prompt_stop_token(model, prompt, 9)
+    long_prompt = core.random_tokens((2, 9), model.cfg.d_vocab, 1263, CPU)  # (2, 9): longer than n_ctx = 6
     return [
-        GenCase("greedy, 2 prompts of 3 tokens, 9 new tokens, n_ctx 6", prompt, 9, mistakes={"crop_first": CROP_FIRST}),
+        GenCase("greedy, 2 prompts of 3 tokens, 9 new tokens, n_ctx 6", prompt, 9,
+                mistakes={"crop_first": CROP_FIRST, "first_position": FIRST_POSITION, "crop_short": CROP_SHORT}),
         GenCase(f"greedy with stop_token {one}, which only row 0 produces", prompt, 9, one,
                 mistakes={"ignore": IGNORE_STOP, "first": FIRST_STOP}),
         GenCase(f"greedy with stop_token {both}, which both rows produce", prompt, 9, both,
@@ -381,14 +403,22 @@ def generate_cases(model: TinyLM) -> list[GenCase]:
         GenCase("greedy with freq_penalty 1.5 passed through **sampling", prompt[:, :2], 4, None,
                 {"temperature": 0.0, "freq_penalty": 1.5},
                 {"no_penalty": "the sampling settings do not reach sample_next_token: pass **sampling on to it."}),
+        GenCase(f"greedy with stop_token {in_prompt}, which is already in row 0's prompt", prompt, 9, in_prompt,
+                mistakes={"prompt_stop": PROMPT_STOP, "ignore": IGNORE_STOP, "first": FIRST_STOP}),
+        GenCase("greedy with freq_penalty 1.0 on prompts of 9 tokens, longer than n_ctx 6", long_prompt, 5, None,
+                {"temperature": 0.0, "freq_penalty": 1.0},
+                {"penalty_window": PENALTY_WINDOW,
+                 "no_penalty": "the sampling settings do not reach sample_next_token: pass **sampling on to it."}),
     ]
 
 
 def expected_of(model: TinyLM, case: GenCase, variant: str = "") -> Tensor:
-    stop_mode = {"ignore": "ignore", "first": "first", "no_break": "none"}.get(variant, "right")
+    stop_mode = {"ignore": "ignore", "first": "first", "no_break": "none", "prompt_stop": "prompt"}.get(variant, "right")
     penalty = 0.0 if variant == "no_penalty" else case.settings.get("freq_penalty", 0.0)
-    crop = "first" if variant == "crop_first" else "last"
-    return greedy(model, case.prompt, case.max_new, case.stop, penalty, crop, stop_mode)
+    crop = {"crop_first": "first", "crop_short": "short"}.get(variant, "last")
+    return greedy(model, case.prompt, case.max_new, case.stop, penalty, crop, stop_mode,
+                  position=0 if variant == "first_position" else -1,
+                  penalty_on="window" if variant == "penalty_window" else "all")
 
 
 def run_generate(fn: Callable, model: TinyLM, prompt: Tensor, max_new: int, stop: int | None, settings: dict,
@@ -442,8 +472,9 @@ def test_generate(generate) -> None:
             if torch.equal(out, expected_of(model, case, variant)):
                 core.fail(first + "\nLikely cause: " + advice)
         core.fail(first + "\nLikely causes, most likely first: 1) the logits of the last position, [:, -1], pick the "
-                  "next token; 2) the context is cropped to input_ids[:, -n_ctx:]; 3) sample_next_token is called with "
-                  "**sampling (here temperature=0.0: greedy); 4) test_sample_next_token must pass first.")
+                  "next token; 2) the model gets input_ids[:, -n_ctx:], sample_next_token the whole input_ids (for "
+                  "the penalty); 3) sample_next_token is called with **sampling (here temperature=0.0: greedy); "
+                  "4) stop tokens in the prompt don't count; 5) test_sample_next_token must pass first.")
     sampled = [run_generate(fn, model, cases[0].prompt, 5, None, {"temperature": 1.0, "top_k": 5}, test,
                             "sampling with a seeded generator", torch.Generator().manual_seed(1262)) for _ in range(2)]
     if sampled[0].shape != (2, 8):
