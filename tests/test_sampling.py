@@ -277,21 +277,29 @@ def test_top_p_cases_are_not_on_a_knife_edge():
 # ------------------------------------------------------------------------------ sample_next_token
 
 
-def sampler(draw, *, greedy_penalty=True, order="pt", batch_dim=-1, temp_op="div", knobs="kp"):
+def sampler(draw, *, greedy_penalty=True, order="pt", batch_dim=-1, temp_op="div", knobs="kp", penalty="freq",
+            temp_last=False):
     """A sample_next_token from the course's parts, with one piece swapped; `draw(probs, generator)` -> (batch,)."""
 
     def sample_next_token(input_ids, logits, temperature=1.0, top_k=0, top_p=0.0, freq_penalty=0.0, generator=None):
         penalised = parts.apply_frequency_penalty(input_ids, logits, freq_penalty)
+        if penalty == "added":
+            penalised = parts.apply_frequency_penalty(input_ids, logits, -freq_penalty)
+        elif penalty == "presence":
+            seen = torch.zeros_like(logits).scatter(-1, input_ids, 1.0)
+            penalised = logits - freq_penalty * seen
         if temperature == 0:
             return (penalised if greedy_penalty else logits).argmax(-1)
         base = penalised if order == "pt" else logits  # order "t": the penalty is forgotten when sampling
         scaled = base / temperature if temp_op == "div" else base * temperature
+        scaled = base if temp_last else scaled
         if order == "tp":
             scaled = parts.apply_frequency_penalty(input_ids, logits / temperature, freq_penalty)
         steps = [("k", top_k > 0 and "k" in knobs), ("p", 0 < top_p < 1 and "p" in knobs)]
         for step, on in steps if knobs != "pk" else steps[::-1]:
             if on:
                 scaled = parts.top_k_logits(scaled, top_k) if step == "k" else parts.top_p_logits(scaled, top_p)
+        scaled = scaled / temperature if temp_last else scaled
         return draw(scaled.softmax(batch_dim), generator)
 
     return sample_next_token
@@ -360,8 +368,12 @@ def shifted_ids(input_ids, logits, temperature=1.0, top_k=0, top_p=0.0, freq_pen
     (sampler(lambda probs, g: probs), ["one token id per row"]),
     (sampler(lambda probs, g: torch.multinomial(probs, 1, generator=g).squeeze(-1).float()), ["torch.long"]),
     (shifted_ids, ["outside"]),
+    (sampler(multinomial, penalty="added"), ["added instead of subtracted", "sign"]),
+    (sampler(multinomial, penalty="presence"), ["presence penalty", "number of times"]),
+    (sampler(multinomial, temp_last=True), ["temperature is applied after top-k/top-p"]),
 ], ids=["argmax", "softmax over batch", "multiplied", "temperature first", "top-p first", "no penalty", "no top-k",
-        "greedy without penalty", "(batch, 1)", "probabilities", "float ids", "ids out of range"])
+        "greedy without penalty", "(batch, 1)", "probabilities", "float ids", "ids out of range", "penalty added",
+        "presence penalty", "temperature last"])
 def test_sampler_mistakes_are_named(fn, keywords):
     fails(tests.test_sample_next_token, fn, *keywords)
 
@@ -548,3 +560,16 @@ def test_an_unfinished_earlier_exercise_is_named(name, helper):
     exec(inspect.getsource(getattr(parts, name)), learner)  # noqa: S102 - the course's own function, among the stubs
     message = not_done(CHECKS[name], learner[name])
     assert f"{name} calls {helper}" in message, message
+
+
+def test_sampler_mistakes_named_in_draws_too():
+    """A greedy branch that is right does not hide a penalty added, or counted once, when sampling."""
+    def right_greedy(wrong):
+        def sample_next_token(input_ids, logits, temperature=1.0, top_k=0, top_p=0.0, freq_penalty=0.0, generator=None):
+            if temperature == 0:
+                return parts.sample_next_token(input_ids, logits, 0.0, freq_penalty=freq_penalty)
+            return wrong(input_ids, logits, temperature, top_k, top_p, freq_penalty, generator)
+        return sample_next_token
+
+    fails(tests.test_sample_next_token, right_greedy(sampler(multinomial, penalty="added")), "sign")
+    fails(tests.test_sample_next_token, right_greedy(sampler(multinomial, penalty="presence")), "presence penalty")

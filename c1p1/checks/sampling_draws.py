@@ -40,18 +40,22 @@ SEED = 1250
 def distribution(ids: Tensor, logits: Tensor, temperature=1.0, top_k=0, top_p=0.0, freq_penalty=0.0,
                  mistake: str = "") -> Tensor:
     """The exact next-token probabilities, (batch, d_vocab); ``mistake`` switches on one catalogued mistake."""
-    penalty = 0.0 if mistake == "no_penalty" else freq_penalty
-    lg = logits.double() - penalty * counts(ids, logits.shape[-1]).double()  # (batch, d_vocab)
+    penalty = {"no_penalty": 0.0, "added": -freq_penalty}.get(mistake, freq_penalty)
+    seen = counts(ids, logits.shape[-1]).double()  # (batch, d_vocab)
+    seen = seen.clamp(max=1) if mistake == "presence" else seen
+    lg = logits.double() - penalty * seen  # (batch, d_vocab)
     if mistake == "temperature_first":
-        lg = logits.double() / temperature - penalty * counts(ids, logits.shape[-1]).double()
+        lg = logits.double() / temperature - penalty * seen
     elif mistake == "multiplied":
         lg = lg * temperature
-    else:
+    elif mistake != "temperature_last":
         lg = lg / temperature
     steps = [("k", top_k > 0 and mistake != "no_top_k"), ("p", 0 < top_p < 1 and mistake != "no_top_p")]
     for step, active in steps[::-1] if mistake == "top_p_first" else steps:
         if active:
             lg = keep_top_k(lg, lg, top_k) if step == "k" else keep_top_p(lg, top_p)
+    if mistake == "temperature_last":
+        lg = lg / temperature
     if mistake == "argmax":
         return F.one_hot(lg.argmax(-1), lg.shape[-1]).double()
     if mistake == "batch_softmax":
@@ -101,6 +105,12 @@ ARGMAX = ("you take the argmax, which is greedy decoding, not sampling: draw fro
 BATCH = ("the softmax runs over the batch dimension, which mixes the rows: take it over the vocabulary, "
          "logits.softmax(dim=-1), so that each row sums to 1.")
 COMMON = {"multiplied": MULTIPLIED, "argmax": ARGMAX, "batch_softmax": BATCH}
+ADDED = ("the frequency penalty is added instead of subtracted (its sign is flipped), so repeated tokens become "
+         "more likely: logits - freq_penalty * counts, as apply_frequency_penalty does.")
+PRESENCE = ("a presence penalty instead of a frequency penalty: each earlier occurrence counts, so subtract "
+            "freq_penalty times the number of times the token occurs, not once per token seen.")
+TEMPERATURE_LAST = ("the temperature is applied after top-k/top-p, so the nucleus is chosen on unscaled logits: "
+                    "divide by the temperature first, then top-k, then top-p.")
 
 
 def draw_cases() -> list[DrawCase]:
@@ -118,6 +128,7 @@ def draw_cases() -> list[DrawCase]:
                   "temperature_first": "the temperature is applied before the frequency penalty; apply the penalty "
                   "first, then divide by the temperature (the penalty is in logit units).",
                   "no_penalty": "freq_penalty is not applied: subtract it per occurrence first, with apply_frequency_penalty.",
+                  "added": ADDED, "presence": PRESENCE, "temperature_last": TEMPERATURE_LAST,
                   "no_top_p": "top_p is not applied: when 0 < top_p < 1, keep the nucleus with top_p_logits."}),
         DrawCase("top_k 6, then top_p 0.6", ids(1255), random_logits((2, 10), 1256, 1.0),
                  dict(temperature=1.0, top_k=6, top_p=0.6),
@@ -237,7 +248,8 @@ def greedy_case() -> tuple[Tensor, Tensor, float]:
     top = logits.argmax(-1)  # (3,)
     ids = torch.stack([torch.cat([top[b].repeat(4), core.random_tokens((1, 4), 10, 1258 + b, CPU)[0]])
                        for b in range(3)])  # (3, 8): each row's favourite token already occurs 4 times
-    return ids, logits, 0.6
+    third = logits[0].argsort(descending=True)[2]  # row 0's third-best token, which a penalty added would promote
+    return torch.cat([ids, third.repeat(1, 8)]), torch.cat([logits, logits[:1]]), 0.6  # (4, 8), (4, 10)
 
 
 def check_greedy(fn: Callable, test: str) -> None:
@@ -248,15 +260,20 @@ def check_greedy(fn: Callable, test: str) -> None:
     with naming_unfinished_helpers(test, "sample_next_token"):
         out = core.call(lambda i, lg: fn(i, lg, temperature=0.0, freq_penalty=penalty), (ids, logits), test,
                         "sample_next_token(temperature=0)", hint)
-    expected = (logits - penalty * counts(ids, 10)).argmax(-1)  # (3,)
-    if tuple(out.shape) != (3,) or not torch.equal(out.long(), expected):
+    batch = ids.shape[0]
+    expected = (logits - penalty * counts(ids, 10)).argmax(-1)  # (batch,)
+    if tuple(out.shape) != (batch,) or not torch.equal(out.long(), expected):
         label = "greedy decoding (temperature 0, freq_penalty 0.6)"
-        if tuple(out.shape) == (3,) and torch.equal(out.long(), logits.argmax(-1)):
+        first = f"{test} FAILED on {label}: got {out.tolist()}, expected the argmax of the penalised logits, {expected.tolist()}."
+        if tuple(out.shape) == (batch,) and torch.equal(out.long(), logits.argmax(-1)):
             core.fail(f"{test} FAILED on {label}: you return the argmax of the raw logits {out.tolist()}, expected "
                       f"{expected.tolist()}.\nLikely cause: greedy decoding ignores the frequency penalty: apply it "
                       "first, then take the argmax.")
-        core.fail(f"{test} FAILED on {label}: got {out.tolist()}, expected the argmax of the penalised logits, "
-                  f"{expected.tolist()}.\nLikely cause: with temperature 0, return "
+        if tuple(out.shape) == (batch,) and torch.equal(out.long(), (logits + penalty * counts(ids, 10)).argmax(-1)):
+            core.fail(first + "\nLikely cause: " + ADDED)
+        if tuple(out.shape) == (batch,) and torch.equal(out.long(), (logits - penalty * counts(ids, 10).clamp(max=1)).argmax(-1)):
+            core.fail(first + "\nLikely cause: " + PRESENCE)
+        core.fail(first + "\nLikely cause: with temperature 0, return "
                   "apply_frequency_penalty(...).argmax(dim=-1): no draw, no generator.")
 
 
