@@ -356,6 +356,17 @@ def cos_decay(end_at_zero=False, span_from_zero=False, clamp=True, span=None):
     return decay
 
 
+def lr_min_one_step_early(step, warmup_steps, max_steps, max_lr, min_lr):
+    if step >= max_steps - 1:
+        return min_lr
+    return lr_at(step, warmup_steps, max_steps, max_lr, min_lr)
+
+
+def test_lr_at_tensor_cause_is_not_about_a_loss():
+    message = fails(tests.test_lr_at, lambda *args: torch.tensor(lr_at(*args)), "returned a tensor")
+    assert "loss" not in message
+
+
 def test_lr_at_correct_variant_passes():
     tests.test_lr_at(lr_cos_squared)
 
@@ -365,15 +376,16 @@ def test_lr_at_correct_variant_passes():
     (lr_variant(good_warm, cos_decay(end_at_zero=True)), ["decays to 0"]),
     (lr_variant(good_warm, cos_decay(span_from_zero=True)), ["progress is divided by max_steps"]),
     (lr_variant(good_warm, cos_decay(clamp=False)), ["after max_steps"]),
-    (lambda *args: torch.tensor(lr_at(*args)), ["Python float"]),
+    (lambda *args: torch.tensor(lr_at(*args)), ["Python float", "math.cos"]),
     (lr_early_return(good_warm, cos_decay(), boundary=lambda w: w + 1), ["warm-up boundary is off by one",
                                                                        "step <= warmup_steps"]),
     (lr_early_return(good_warm, cos_decay(span=lambda w, n: n)), ["progress is divided by max_steps",
                                                                    "x max_lr", "yours"]),
     (lr_early_return(good_warm, cos_decay(end_at_zero=True)), ["decays to 0"]),
     (lr_early_return(good_warm, cos_decay(span=lambda w, n: n - w - 1)), ["ends one step early"]),
+    (lr_min_one_step_early, ["min_lr is reached one step early", "max_steps - 1"]),
 ], ids=["warmup-off-by-one", "to-zero", "not-reaching-min", "past-the-end", "tensor", "warmup-boundary",
-        "progress-over-max-steps", "to-zero-early-return", "ends-early"])
+        "progress-over-max-steps", "to-zero-early-return", "ends-early", "min-one-step-early"])
 def test_lr_at_mistakes_are_named(fn, keywords):
     fails(tests.test_lr_at, fn, *keywords)
 
@@ -391,7 +403,7 @@ def step_with_cross_entropy_zeroing_first(model, optimizer, x, y, max_grad_norm)
 
 
 def step_variant(zero=True, clip_before=True, clip_after=False, target_x=False, step=True, reduction="mean",
-                 item=True, shift=""):
+                 item=True, shift="", zero_before_step=False, clip="norm"):
     def fn(model, optimizer, x, y, max_grad_norm):
         logits = model(x)
         target = x if target_x else y
@@ -399,8 +411,15 @@ def step_variant(zero=True, clip_before=True, clip_after=False, target_x=False, 
             logits, target = logits[:, :-1], (x if shift == "x" else y)[:, 1:]
         loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction=reduction)
         loss.backward()
-        if clip_before:
+        if clip_before and clip == "each":
+            for p in model.parameters():
+                nn.utils.clip_grad_norm_([p], max_grad_norm)
+        elif clip_before and clip == "value":
+            nn.utils.clip_grad_value_(model.parameters(), max_grad_norm)
+        elif clip_before:
             nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        if zero_before_step:
+            optimizer.zero_grad()
         if step:
             optimizer.step()
         if clip_after:
@@ -424,7 +443,11 @@ def test_train_step_correct_variant_passes():
     (step_variant(item=False), ["loss.item()"]),
     (step_variant(shift="y"), ["shifted a second time", "logits[:, :-1] against y[:, 1:]"]),
     (step_variant(shift="x"), ["x shifted by one", "logits[:, :-1] against x[:, 1:]"]),
-], ids=["no-zero-grad", "clip-after-step", "targets-x", "no-step", "summed", "tensor", "shifted-twice", "x-shifted"])
+    (step_variant(zero=False, zero_before_step=True), ["gradients were already zeroed", "between loss.backward()"]),
+    (step_variant(clip="each"), ["clipped on its own", "in one call"]),
+    (step_variant(clip="value"), ["clip_grad_value_", "clip_grad_norm_"]),
+], ids=["no-zero-grad", "clip-after-step", "targets-x", "no-step", "summed", "tensor", "shifted-twice", "x-shifted",
+        "zero-grad-before-step", "clip-each-tensor", "clip-by-value"])
 def test_train_step_mistakes_are_named(fn, keywords):
     fails(tests.test_train_step, fn, *keywords)
 
@@ -444,7 +467,7 @@ def estimate_with_cross_entropy(model, data, batch_size, block_size, n_batches, 
     return losses.mean().item()
 
 
-def estimate_variant(eval_mode=True, no_grad=True, restore=True, target_x=False):
+def estimate_variant(eval_mode=True, no_grad=True, restore=True, target_x=False, shift=""):
     def fn(model, data, batch_size, block_size, n_batches, generator):
         if eval_mode:
             model.eval()
@@ -452,7 +475,10 @@ def estimate_variant(eval_mode=True, no_grad=True, restore=True, target_x=False)
         for _ in range(n_batches):
             x, y = get_batch(data, batch_size, block_size, generator)
             with torch.set_grad_enabled(not no_grad):
-                total += F.cross_entropy(model(x).flatten(0, 1), (x if target_x else y).flatten()).item()
+                logits, target = model(x), (x if target_x else y)
+                if shift:
+                    logits, target = logits[:, :-1], (x if shift == "x" else y)[:, 1:]
+                total += F.cross_entropy(logits.flatten(0, 1), target.flatten()).item()
         if restore:
             model.train()
         return total / n_batches
@@ -496,10 +522,12 @@ def test_estimate_loss_correct_variant_passes():
     (estimate_variant(target_x=True), ["instead of y"]),
     (estimate_variant(), ["started in eval mode", "came back in train mode", "model.train(was_training)"]),
     (estimate_one_batch, ["not fresh", "scored n_batches times"]),
+    (estimate_variant(shift="y"), ["shifted a second time", "logits[:, :-1] against y[:, 1:]"]),
+    (estimate_variant(shift="x"), ["x shifted by one", "drops the last position"]),
     (estimate_own_generator(), ["never used", "given generator"]),
     (estimate_own_generator(seed=0), ["never used", "generator of your own"]),
 ], ids=["train-mode", "with-gradients", "left-in-eval", "targets-x", "train-after-eval", "one-batch",
-        "global-rng", "own-generator"])
+        "shifted-twice", "x-shifted", "global-rng", "own-generator"])
 def test_estimate_loss_mistakes_are_named(fn, keywords):
     fails(tests.test_estimate_loss, fn, *keywords)
 

@@ -46,11 +46,13 @@ def _call(fn: Callable, args: tuple, test: str, what: str, hint: str = ""):
         core.learner_raised(test, what, exc, hint)
 
 
-def _as_float(value: object, test: str, what: str) -> float:
+TENSOR_LOSS = "`return loss` instead of `return loss.item()` (a tensor keeps the whole graph alive)."
+
+
+def _as_float(value: object, test: str, what: str, cause: str = TENSOR_LOSS) -> float:
     __tracebackhide__ = True
     if isinstance(value, Tensor):
-        core.fail(f"{test}: {what} returned a tensor; it should return a Python float.\n"
-                  "Likely cause: `return loss` instead of `return loss.item()` (a tensor keeps the whole graph alive).")
+        core.fail(f"{test}: {what} returned a tensor; it should return a Python float.\nLikely cause: {cause}")
     if not isinstance(value, float | int) or isinstance(value, bool):
         core.fail(f"{test}: {what} returned {core.describe(value)}; it should return a float. Did you forget `return`?")
     return float(value)
@@ -287,12 +289,12 @@ def _lr_mistakes(warmup: int, max_steps: int, max_lr: float, min_lr: float, step
         return end + (max_lr - end) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def schedule(warm: Callable[[int], float], decay: Callable[[int], float], boundary: int = warmup,
-                 stop: bool = False) -> Callable[[], Tensor]:
-        # as fractions of max_lr, like the comparison; stop=True: min_lr from max_steps on (an early return)
+                 stop: bool = False, stop_at: int = max_steps) -> Callable[[], Tensor]:
+        # as fractions of max_lr, like the comparison; stop=True: min_lr from stop_at on (an early return)
         def lr(s: int) -> float:
             if s < boundary:
                 return warm(s)
-            return min_lr if stop and s >= max_steps else decay(s)
+            return min_lr if stop and s >= stop_at else decay(s)
 
         return lambda: torch.tensor([lr(s) for s in steps], dtype=torch.float64) / max_lr
 
@@ -318,12 +320,17 @@ def _lr_mistakes(warmup: int, max_steps: int, max_lr: float, min_lr: float, step
          dict(warm=right_warm, decay=lambda s: cosine(s, span=max(max_steps - warmup - 1, 1)))),
     ]
     out = [core.Mistake(cause, schedule(**kw, stop=stop)) for cause, kw in named for stop in (True, False)]
+    out.append(core.Mistake("min_lr is reached one step early, at step max_steps - 1: return min_lr when step >= "
+                            "max_steps (not step >= max_steps - 1, nor step > max_steps - 1); the cosine itself gets "
+                            "there at max_steps.", schedule(right_warm, cosine, stop=True, stop_at=max_steps - 1)))
     out.append(core.Mistake("after max_steps the learning rate should stay at min_lr (the cosine keeps going past its "
                             "end).", schedule(right_warm, lambda s: min_lr + (max_lr - min_lr) * 0.5
                                               * (1 + math.cos(math.pi * (s - warmup) / (max_steps - warmup))))))
     return out
 
 
+LR_TENSOR = ("the rate is computed with tensors (torch.cos, torch.tensor, torch.pi on a tensor), so it comes out "
+             "as a tensor: use math.cos and math.pi on Python numbers, or return float(...).")
 LR_FALLBACK = ("linear warm-up max_lr * (step + 1) / warmup_steps while step < warmup_steps; then "
                "min_lr + (max_lr - min_lr) * (1 + cos(pi * progress)) / 2 with progress = "
                "(step - warmup_steps) / (max_steps - warmup_steps); min_lr from max_steps on.")
@@ -339,7 +346,7 @@ def test_lr_at(lr_at) -> None:
     labels = []
     for warmup, max_steps, max_lr, min_lr in LR_CASES:
         steps = list(range(max_steps + 5))
-        got = [_as_float(_call(fn, (s, warmup, max_steps, max_lr, min_lr), test, f"lr_at({s}, ...)"), test, "lr_at")
+        got = [_as_float(_call(fn, (s, warmup, max_steps, max_lr, min_lr), test, f"lr_at({s}, ...)"), test, "lr_at", LR_TENSOR)
                for s in steps]
         expected = [canonical(s, warmup, max_steps, max_lr, min_lr) for s in steps]
         label = f"warmup_steps={warmup}, max_steps={max_steps}, max_lr={max_lr:g}, min_lr={min_lr:g}"
@@ -382,7 +389,12 @@ def _reference_steps(model: nn.Module, make_optimizer: Callable, batches, max_gr
             logits, target = logits[:, :-1], x[:, 1:]  # (batch, block - 1, d_vocab), (batch, block - 1)
         loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum" if variant == "sum" else "mean")
         loss.backward()
-        if variant not in ("clip_after", "no_clip"):
+        if variant == "clip_each":
+            for p in model.parameters():
+                torch.nn.utils.clip_grad_norm_([p], max_grad_norm)
+        elif variant == "clip_value":
+            torch.nn.utils.clip_grad_value_(model.parameters(), max_grad_norm)
+        elif variant not in ("clip_after", "no_clip"):
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         if variant != "no_step":
             optimizer.step()
@@ -406,9 +418,32 @@ TRAIN_STEP_MISTAKES = {
                    "y the next token at every position, so compare logits with y as they are, position for position.",
     "shift_x": "the targets are x shifted by one (logits[:, :-1] against x[:, 1:]), which drops the last position's "
                "target: y already holds the next token at every position, so compare logits with y.",
+    "clip_each": "each parameter's gradient is clipped on its own (clip_grad_norm_ once per tensor): clip all of "
+                 "them together, in one call on model.parameters(), so that the norm is that of the whole gradient.",
+    "clip_value": "clip_grad_value_ clamps each gradient entry to max_grad_norm; clip by the norm instead: "
+                  "torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm) rescales the whole gradient.",
     "no_step": "the parameters never change: call optimizer.step() after the backward pass.",
     "sum": "the loss is summed over positions instead of averaged: take the mean.",
 }
+
+
+WIPED = ("optimizer.step() ran, but the gradients were already zeroed (optimizer.zero_grad() between "
+         "loss.backward() and optimizer.step()), so the step had nothing to apply. The order is: backward, clip, "
+         "step, then zero_grad (or zero_grad first, before the forward pass).")
+
+
+def _watch_steps(optimizer: torch.optim.Optimizer) -> list[bool]:
+    """Record, at each optimizer.step(), whether any gradient was there and non-zero."""
+    seen: list[bool] = []
+    step = optimizer.step
+
+    def watched(*args, **kwargs):
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        seen.append(any(p.grad is not None and bool(p.grad.detach().ne(0).any()) for p in params))
+        return step(*args, **kwargs)
+
+    optimizer.step = watched  # an instance attribute, for this check only
+    return seen
 
 
 def test_train_step(train_step) -> None:
@@ -431,6 +466,7 @@ def test_train_step(train_step) -> None:
         losses, expected = _reference_steps(start, make_optimizer, batches, max_grad_norm)
         model = copy.deepcopy(start)
         optimizer = make_optimizer(model)
+        grads_at_step = _watch_steps(optimizer)
         got = [_as_float(_call(fn, (model, optimizer, x.clone(), y.clone(), max_grad_norm), test, "train_step"),
                          test, "train_step") for x, y in batches]
         own, ref = dict(model.named_parameters()), dict(expected.named_parameters())
@@ -442,6 +478,8 @@ def test_train_step(train_step) -> None:
                 f"{', '.join(f'{v:.5g}' for v in losses)}" if not loss_ok else "the losses match")
         first = (f"{test} FAILED with {label}: after two steps {what}; the parameters differ from the course's "
                  f"step by up to {error:.3g}.")
+        if grads_at_step and not any(grads_at_step):
+            core.fail(first + "\nLikely cause: " + WIPED)
         for variant, cause in TRAIN_STEP_MISTAKES.items():
             v_losses, v_model = _reference_steps(start, make_optimizer, batches, max_grad_norm, variant)
             v_params = dict(v_model.named_parameters())
@@ -523,8 +561,20 @@ def test_estimate_loss(estimate_loss) -> None:
     if not math.isclose(value, expected, rel_tol=1e-4, abs_tol=1e-5):
         unshifted = sum(F.cross_entropy(model.inner(x).flatten(0, 1), x.flatten()).item()
                         for x in batches) / n_batches
-        cause = ("the loss compares the logits with x instead of y." if math.isclose(value, unshifted, rel_tol=1e-4)
-                 else "return the mean over the n_batches of each batch's mean cross-entropy against y.")
+        twice = sum(F.cross_entropy(model.inner(x)[:, :-1].flatten(0, 1), (x + 2)[:, :-1].flatten()).item()
+                    for x in batches) / n_batches  # logits[:, :-1] against y[:, 1:]
+        dropped = sum(F.cross_entropy(model.inner(x)[:, :-1].flatten(0, 1), x[:, 1:].flatten()).item()
+                      for x in batches) / n_batches  # logits[:, :-1] against x[:, 1:]
+        if math.isclose(value, unshifted, rel_tol=1e-4):
+            cause = "the loss compares the logits with x instead of y."
+        elif math.isclose(value, twice, rel_tol=1e-4):
+            cause = ("the targets are shifted a second time (logits[:, :-1] against y[:, 1:]): get_batch already "
+                     "made y the next token at every position, so compare logits with y as they are.")
+        elif math.isclose(value, dropped, rel_tol=1e-4):
+            cause = ("the targets are x shifted by one (logits[:, :-1] against x[:, 1:]), which drops the last "
+                     "position: y already holds the next token at every position, so compare logits with y.")
+        else:
+            cause = "return the mean over the n_batches of each batch's mean cross-entropy against y."
         core.fail(f"{test}: estimate_loss returned {value:.5g}, but the batches the model saw give {expected:.5g}.\n"
                   f"Likely cause: {cause}")
     _estimate(fn, model, data, sizes, torch.Generator().manual_seed(0), test)
