@@ -228,6 +228,35 @@ def residual_cached(self, x, cache):
     return finish(self, q, k, v, arange_mask(past, q.shape[1], k.shape[1], x.device))
 
 
+def residual_split_cached(self, x, cache):
+    """Caches the normalised residual split into heads (the keys' shape) and recomputes the keys and values from it."""
+    past = len(cache)
+    split = x.view(*x.shape[:2], self.cfg.n_heads, self.cfg.d_head)  # (batch, new, n_heads, d_head)
+    every_x, _ = cache.append(split, split)  # (batch, posn, n_heads, d_head)
+    q = heads(self, x)[0]
+    _, k, v = heads(self, every_x.flatten(2))
+    return finish(self, q, k, v, arange_mask(past, q.shape[1], k.shape[1], x.device))
+
+
+def old_keys_only(fallback):
+    """Attends to the keys cached before this call only (fallback: the new ones when the cache was empty)."""
+    def forward(self, x, cache):
+        past = len(cache)
+        q, k_new, v_new = heads(self, x)
+        k, v = cache.append(k_new, v_new)
+        if past == 0 and fallback:
+            return finish(self, q, k, v, arange_mask(past, q.shape[1], k.shape[1], x.device))
+        return finish(self, q, k[:, :past], v[:, :past], None)
+    return forward
+
+
+def unscaled_attention(self, x, cache):
+    past = len(cache)
+    q, k_new, v_new = heads(self, x)
+    k, v = cache.append(k_new, v_new)
+    return finish(self, q * self.cfg.d_head**0.5, k, v, arange_mask(past, q.shape[1], k.shape[1], x.device))
+
+
 def never_appended(self, x, cache):
     q, k, v = heads(self, x)
     return finish(self, q, k, v, arange_mask(0, q.shape[1], q.shape[1], x.device))
@@ -251,6 +280,10 @@ ATTENTION_MISTAKES = {
     "keys appended twice": (appended_twice, ["appended twice"]),
     "cache holds the normalised residual": (residual_cached, ["normalised residual"]),
     "nothing stored in the cache": (never_appended, ["holds no keys", "cache.append"]),
+    "cache holds the residual split into heads": (residual_split_cached, ["you cached the residual, not the keys/values"]),
+    "old cache only, the prompt on its own keys": (old_keys_only(True), ["attend to the old cache only"]),
+    "old cache only, nothing for the prompt": (old_keys_only(False), ["attend to the old cache only"]),
+    "no 1/sqrt(d_head) scale": (unscaled_attention, ["not divided by sqrt(d_head)"]),
 }
 
 

@@ -58,20 +58,24 @@ def project(x: Tensor, p: dict[str, Tensor], name: str) -> Tensor:
     return torch.einsum("bsm,hmd->bshd", x, p[f"W_{name}"]) + p[f"b_{name}"]  # (batch, new, n_heads, d_head)
 
 
-def attend(x: Tensor, p: dict[str, Tensor], entry: Entry, *, mask: str = "offset", unread: bool = False) -> Tensor:
+def attend(x: Tensor, p: dict[str, Tensor], entry: Entry, *, mask: str = "offset", unread: bool = False,
+           old_only: str = "", scale: bool = True) -> Tensor:
     """x: the new positions (batch, new, d_model) -> (batch, new, d_model), appending their k, v to entry.
 
     mask: "offset" (correct: new query i sees keys 0 .. past + i), "unshifted" (notebook 04's square mask
     on the rectangle), "none", "own_hidden" (diagonal=past: each query's own key hidden too), "one_ahead"
     (diagonal=past + 2: the key just after each query shows). unread=True attends over the new keys only
-    (the cache is never read).
+    (the cache is never read). old_only="empty" attends over the keys cached before this call only (none for
+    the prompt), "prompt_new" likewise but over the new keys when the cache was empty. scale=False: no 1/sqrt(d_head).
     """
     past = len(entry)
     q, k_new, v_new = (project(x, p, n) for n in "QKV")  # each (batch, new, n_heads, d_head)
     k, v = entry.append(k_new, v_new)  # each (batch, posn, n_heads, d_head)
     if unread:
         k, v, past = k_new, v_new, 0
-    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(q.shape[-1])  # (batch, n_heads, new, posn)
+    if old_only and (past > 0 or old_only == "empty"):  # the keys before this call only; nothing to mask
+        k, v, mask = k[:, :past], v[:, :past], "none"
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / (math.sqrt(q.shape[-1]) if scale else 1.0)  # (batch, n_heads, new, posn)
     new, total = scores.shape[-2:]
     ones = torch.ones(new, total, dtype=torch.bool, device=x.device)  # (new, posn)
     diagonal = {"offset": past + 1, "unshifted": 1, "own_hidden": past, "one_ahead": past + 2}
@@ -242,6 +246,11 @@ def attention_mistakes(x: Tensor, p: dict[str, Tensor], sizes: Sequence[int]) ->
                 "cache.append returns.", lambda: run(unread=True)),
         Mistake("the keys and values are appended twice, so the cached positions count double in the softmax. "
                 "Call cache.append once per forward.", lambda: run(copies=2)),
+        *[Mistake("the new queries attend to the old cache only: the new positions' own keys and values are missing. "
+                  "Score them against everything cache.append(k_new, v_new) returns, old keys and new.",
+                  lambda how=how: run(old_only=how)) for how in ("prompt_new", "empty")],
+        Mistake("the scores are not divided by sqrt(d_head): scores = q @ k / math.sqrt(d_head), as in notebook 05.",
+                lambda: run(scale=False)),
     ]
 
 
@@ -329,6 +338,12 @@ def _check_entry(test: str, case: Case, entry: Entry, x: Tensor, k_true: Tensor,
         core.fail(f"{test} on {case.label}: after {posn} positions the cache holds {len(entry)}: the keys and values "
                   "are appended twice.\nLikely cause: cache.append is called twice per forward (or once more after a "
                   "torch.cat of your own); call it once and use what it returns.")
+    if isinstance(stored, Tensor) and stored.dim() == 4 and stored.shape[:2] == x.shape[:2] \
+            and stored[0, 0].numel() == x.shape[-1] and torch.allclose(stored.flatten(2), x):
+        core.fail(f"{test} on {case.label}: the cache holds the normalised residual (the attention's input) split "
+                  "into heads, not keys and values.\nLikely cause: you cached the residual, not the keys/values: "
+                  "append k_new and v_new (x projected with W_K, W_V plus their biases), each (batch, new, n_heads, "
+                  "d_head), so that earlier positions' keys and values are never computed again.")
     for name, got, want in (("keys", entry.k, k_true), ("values", entry.v, v_true)):
         if got is None or got.shape != want.shape or not torch.allclose(got, want, atol=core.ATOL, rtol=core.RTOL):
             shape = tuple(got.shape) if isinstance(got, Tensor) else None
