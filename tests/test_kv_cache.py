@@ -384,6 +384,18 @@ class KeptCache(CachedTransformer):
         return run_blocks(self, tokens, cache, cache.n_positions)
 
 
+_MODULE_CACHE = {}
+
+
+class ModuleLevelCache(CachedTransformer):
+    """With cache=None, reuses one cache kept in a module-level variable."""
+
+    def forward(self, tokens, cache=None):
+        if cache is None:
+            cache = _MODULE_CACHE.setdefault("cache", KVCache(self.cfg))
+        return run_blocks(self, tokens, cache, cache.n_positions)
+
+
 MODEL_CORRECT = {
     "solution notebook": lambda: definitions(SOLUTION)["CachedTransformer"],
     "blocks by index": lambda: model_variant(run_blocks),
@@ -402,6 +414,8 @@ MODEL_MISTAKES = {
                       ["returned cache holds 0 positions", "the cache is ignored", "cache.layers[i] of the cache passed in"]),
     "cache ignored, returned filled": (model_variant(lambda s, t, c, o: run_blocks(s, t, KVCache(s.cfg), 0)),
                                        ["the cache is ignored", "positions from 0", "cache.layers[i] of the cache passed in"]),
+    "positions offset + 1": (model_variant(lambda s, t, c, o: run_blocks(s, t, c, o + 1)),
+                             ["positions start one too far, at offset + 1"]),
     "no ln_final": (model_variant(lambda s, t, c, o: (run_blocks_without_ln_final(s, t, c, o), c)),
                     ["ln_final is left out", "self.unembed(self.ln_final(residual))"]),
 }
@@ -416,6 +430,13 @@ def test_cached_transformer_correct_variants_pass(name, reference):
 def test_cached_transformer_mistakes_are_named(name, reference):
     cls, keywords = MODEL_MISTAKES[name]
     fails(tests.test_cached_transformer, cls, *keywords)
+
+
+def test_cached_transformer_module_level_cache_is_named(reference):
+    """A module-level cache: the check's second prompt with cache=None continues it, and so does a second run."""
+    _MODULE_CACHE.clear()
+    for _ in range(2):  # the second run meets the cache left by the first one at its first prompt
+        fails(tests.test_cached_transformer, ModuleLevelCache, "kept from the previous prompt", "module-level variable")
 
 
 def test_cached_transformer_stub_is_not_done(reference):
@@ -525,6 +546,27 @@ def sample_then_feed(model, input_ids, max_new_tokens, **sampling):
     return input_ids
 
 
+@torch.no_grad()
+def penalty_on_prompt(model, input_ids, max_new_tokens, **sampling):
+    prompt = input_ids
+    logits, cache = model(input_ids)
+    for step in range(max_new_tokens):
+        next_ids = sample_next_token(prompt, logits[:, -1], **sampling)  # the penalty sees the prompt only
+        input_ids = torch.cat([input_ids, next_ids[:, None]], dim=1)
+        if step < max_new_tokens - 1:
+            logits, cache = model(next_ids[:, None], cache)
+    return input_ids
+
+
+@torch.no_grad()
+def prompt_last_fed_twice(model, input_ids, max_new_tokens, **sampling):
+    _, cache = model(input_ids)
+    for _ in range(max_new_tokens):
+        logits, cache = model(input_ids[:, -1:], cache)  # the first turn feeds the prompt's last token again
+        input_ids = torch.cat([input_ids, sample_next_token(input_ids, logits[:, -1], **sampling)[:, None]], dim=1)
+    return input_ids
+
+
 GENERATE_CORRECT = {
     "solution notebook": lambda: definitions(SOLUTION)["generate_with_cache"],
     "sample, then feed at the next turn": lambda: sample_then_feed,
@@ -535,7 +577,10 @@ GENERATE_MISTAKES = {
     "the whole sequence fed into the cache": (whole_sequence_into_cache, ["the whole sequence", "newest token"]),
     "no cache at all": (no_cache, ["without the cache"]),
     "only the new tokens returned": (new_tokens_only, ["prompt followed by the new tokens"]),
-    "sampled from the first position": (first_position, ["logits[:, -1]"]),
+    "sampled from the first position": (first_position, ["logits[:, 0], the prompt's first position", "logits[:, -1]"]),
+    "the penalty sees only the prompt": (penalty_on_prompt, ["sample_next_token sees only the prompt",
+                                                             "whole sequence so far"]),
+    "the prompt's last token fed twice": (prompt_last_fed_twice, ["the prompt's last token is fed twice"]),
     "the last token fed too": (feed_last_too, ["51 forward passes", "the rule is max_new_tokens = 50 passes",
                                                 "last sampled token was fed", "never fed"]),
     "the prompt fed one token at a time": (prompt_token_by_token, ["57 forward passes", "fed in pieces",

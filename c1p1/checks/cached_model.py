@@ -71,6 +71,9 @@ def model_case(label: str, cfg: Config, p: dict[str, Tensor], tokens: Tensor, si
     mistakes = lambda: [  # noqa: E731
         Mistake("the positions are not offset: every call gives its tokens positions 0, 1, ... Pass the number of "
                 "cached positions to self.pos_embed(tokens, offset).", lambda: cached_logits(chunks, p, cfg, offset=False)),
+        Mistake("the positions start one too far, at offset + 1: the first new token sits at position offset = "
+                "cache.n_positions exactly (positions count from 0): self.pos_embed(tokens, cache.n_positions).",
+                lambda: cached_logits(chunks, p, cfg, shift=1)),
         Mistake("one cache is used by every block: block i must read and extend cache.layers[i] only "
                 "(zip(self.blocks, cache.layers)).", lambda: cached_logits(chunks, p, cfg, shared=True)),
         Mistake("the new query is masked from the cached keys (CachedAttention's mask is not offset by past): run "
@@ -83,6 +86,18 @@ def model_case(label: str, cfg: Config, p: dict[str, Tensor], tokens: Tensor, si
                 "self.unembed(self.ln_final(residual)).", lambda: cached_logits(chunks, p, cfg, ln_final=False)),
     ]
     return Case(label, cfg, p, tuple(chunks), expected, LOGIT_DIMS, mistakes, MODEL_FALLBACK)
+
+
+KEPT = ("the cache was kept from the previous prompt: with cache=None, forward must start a new, empty "
+        "KVCache(self.cfg), never one stored on the model, in a module-level variable or in a default argument.")
+
+
+def _every_layer_holds(cache, n: int) -> bool:
+    """Whether every layer of the cache holds n positions (not so when one layer's cache serves every block)."""
+    try:
+        return all(len(layer) == n for layer in cache.layers)
+    except Exception:  # noqa: BLE001 - a cache of the learner's own layout: no verdict from it
+        return False
 
 
 def test_cached_transformer(CachedTransformer) -> None:
@@ -112,6 +127,11 @@ def test_cached_transformer(CachedTransformer) -> None:
             fresh = i == 0 and len(case.inputs) == 1  # a prompt at once, with cache=None: the model makes its cache
             logits, returned = _run_model(test, model, chunk, None if fresh else cache, case.label)
             cache = returned if fresh else cache
+            kept = getattr(returned, "n_positions", None)
+            if fresh and isinstance(kept, int) and kept > chunk.shape[1] and _every_layer_holds(returned, kept):
+                core.fail(f"{test} on {case.label}: called with cache=None, the model returned a cache of {kept} "
+                          f"positions for a {chunk.shape[1]}-token prompt: it went on from a cache kept from an "
+                          f"earlier call.\nLikely cause: {KEPT}")
             held.append((returned is cache, getattr(returned, "n_positions", None)))
             outs.append(logits)
         out = torch.cat(outs, dim=1)  # (batch, posn, d_vocab)
@@ -147,8 +167,7 @@ def _fresh_and_limit(test: str, model: nn.Module, p: dict[str, Tensor], first: T
     expected = oracle.model(second, p, SMALL)  # (2, 6, d_vocab)
     if logits.shape != expected.shape or core.compare(logits, expected) is not None:
         kept = cached_logits([first, second], p, SMALL)[:, first.shape[1] :]  # the second prompt after the first
-        cause = ("the cache was kept from the previous prompt: with cache=None, forward must start a new, empty "
-                 "KVCache(self.cfg), never one stored on the model." if logits.shape == kept.shape
+        cause = (KEPT if logits.shape == kept.shape
                  and core.matches(logits, kept) else MODEL_FALLBACK)
         core.fail(f"{test}: a second prompt run with cache=None does not give the full forward's logits.\n"
                   f"Likely cause: {cause}")
@@ -200,14 +219,31 @@ class CountingModel(nn.Module):
         return cached_logits([tokens], self.p, self.cfg, cache), cache
 
 
-def naive_generate(p: dict[str, Tensor], cfg: Config, ids: Tensor, n_new: int, **sampling) -> Tensor:
-    """Notebook 09's loop with notebook 12's sampling: the whole sequence through the model at every step."""
+def naive_generate(p: dict[str, Tensor], cfg: Config, ids: Tensor, n_new: int, variant: str = "", **sampling) -> Tensor:
+    """Notebook 09's loop with notebook 12's sampling: the whole sequence through the model at every step.
+
+    variant, a catalogued mistake: "penalty_prompt" (sample_next_token sees only the prompt), "first_position"
+    (the first token comes from logits[:, 0] of the prompt), "refed" (the prompt's last token is fed twice).
+    """
     from c1p1.parts import sample_next_token
 
-    for _ in range(n_new):
-        logits = oracle.model(ids, p, cfg)[:, -1]  # (batch, d_vocab)
-        ids = torch.cat([ids, sample_next_token(ids, logits, **sampling)[:, None]], dim=1)  # (batch, posn + 1)
+    prompt = ids
+    fed = torch.cat([ids, ids[:, -1:]], dim=1) if variant == "refed" else ids  # (batch, posn): what the model saw
+    for step in range(n_new):
+        logits = oracle.model(fed, p, cfg)[:, 0 if variant == "first_position" and step == 0 else -1]  # (batch, d_vocab)
+        new = sample_next_token(prompt if variant == "penalty_prompt" else ids, logits, **sampling)[:, None]  # (batch, 1)
+        ids, fed = torch.cat([ids, new], dim=1), torch.cat([fed, new], dim=1)  # (batch, posn + 1)
     return ids
+
+
+GENERATE_MISTAKES = {
+    "penalty_prompt": "sample_next_token sees only the prompt, so the frequency penalty never counts the new tokens: "
+                      "pass it the whole sequence so far, input_ids with every sampled column appended.",
+    "first_position": "the first new token is sampled from logits[:, 0], the prompt's first position; the last "
+                      "position predicts the next token: logits[:, -1].",
+    "refed": "the prompt's last token is fed twice: the prefill model(input_ids) already holds it, so the first step "
+             "must sample from the prefill's logits[:, -1], and only the sampled tokens are fed after that.",
+}
 
 
 def _generate(test: str, fn: Callable, model: CountingModel, ids: Tensor, n_new: int, label: str, **sampling) -> Tensor:
@@ -306,6 +342,14 @@ def test_generate_with_cache(generate_with_cache) -> None:
             first = int((out.to(core.PREFLIGHT) != want.to(core.PREFLIGHT)).any(0).nonzero()[0])
             cause = ("sample from logits[:, -1] (the last position), append the sampled column, and pass the whole "
                      "sequence so far as input_ids to sample_next_token with **sampling.")
+            for variant, advice in GENERATE_MISTAKES.items():
+                if variant == "refed" and ids.shape[1] + n_new + 1 > cfg.n_ctx:
+                    continue
+                wrong = naive_generate(p, cfg, ids, n_new, variant, **sampling,
+                                       **({"generator": torch.Generator().manual_seed(0)} if seeded else {}))
+                if torch.equal(out.to(core.PREFLIGHT), wrong.to(core.PREFLIGHT)):
+                    cause = advice
+                    break
             core.fail(f"{test} ({label}): the tokens differ from notebook 12's generate without a cache, first at "
                       f"position {first} (the prompt has {ids.shape[1]}).\nLikely cause: {cause}")
         _passes(test, model.calls, ids.shape[1], n_new, label)

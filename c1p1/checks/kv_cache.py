@@ -86,11 +86,13 @@ def attend(x: Tensor, p: dict[str, Tensor], entry: Entry, *, mask: str = "offset
 
 
 def cached_logits(chunks: Sequence[Tensor], p: dict[str, Tensor], cfg: Config, cache: Cache | None = None, *,
-                  offset: bool = True, ln_final: bool = True, fresh: bool = False, **attn_mistake) -> Tensor:
+                  offset: bool = True, ln_final: bool = True, fresh: bool = False, shift: int = 0,
+                  **attn_mistake) -> Tensor:
     """GPT-2 fed chunk after chunk through one cache: the logits of every chunk, (batch, posn, d_vocab).
 
     Mistakes: offset=False (positions from 0 in every call), ln_final=False (the unembedding reads the raw
-    residual), fresh=True (every call starts from an empty cache: the cache is ignored), and the flags of `attend`.
+    residual), fresh=True (every call starts from an empty cache: the cache is ignored), shift=1 (positions start at
+    offset + 1), and the flags of `attend`.
     """
     if fresh:
         return torch.cat([cached_logits([c], p, cfg, offset=offset, ln_final=ln_final, **attn_mistake)
@@ -99,7 +101,7 @@ def cached_logits(chunks: Sequence[Tensor], p: dict[str, Tensor], cfg: Config, c
         if cache is None else cache
     eps, sub, out = cfg.layer_norm_eps, oracle.sub, []
     for tokens in chunks:
-        start = cache.n_positions if offset else 0
+        start = (cache.n_positions if offset else 0) + shift
         resid = oracle.embed(tokens, sub(p, "embed")) + oracle.pos_embed(tokens, sub(p, "pos_embed"), offset=start)
         for i in range(cfg.n_layers):
             b = sub(p, f"blocks.{i}")
