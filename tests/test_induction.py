@@ -92,6 +92,8 @@ INDUCTION_MISTAKES = {
                            ["only the queries seq_len .. 2 * seq_len - 1", "every query q >= seq_len", "posn=11"]),
     "last seq_len queries": (lambda p, n: p.diagonal(1 - n, -2, -1)[..., -n:].mean((0, -1)),
                              ["only the last seq_len queries", "every query q >= seq_len"]),
+    "last query dropped": (lambda p, n: p.diagonal(1 - n, -2, -1)[..., 1:-1].mean((0, -1)),
+                           ["the last query", "was dropped", "up to and including the last position"]),
 }
 
 
@@ -153,6 +155,14 @@ OV_MISTAKES = {
     "W_E.T for W_U": (ov_with(lambda m, a, layer, h: FactoredMatrix(m.embed.W_E @ a.W_V[h], a.W_O[h] @ m.embed.W_E.T)),
                       ["ends in W_E.T where W_U belongs", "model.unembed.W_U"]),
     "inner d_model": (ov_via_w_ov, ["inner dimension is 24 (d_model)", "the rule is d_head = 8", "W_E @ W_V[head]"]),
+    "W_Q for W_V": (ov_with(lambda m, a, layer, h: FactoredMatrix(m.embed.W_E @ a.W_Q[h], a.W_O[h] @ m.unembed.W_U)),
+                    ["you used W_Q where W_V belongs"]),
+    "W_K for W_V": (ov_with(lambda m, a, layer, h: FactoredMatrix(m.embed.W_E @ a.W_K[h], a.W_O[h] @ m.unembed.W_U)),
+                    ["you used W_K where W_V belongs"]),
+    "b_V included": (ov_with(lambda m, a, layer, h: FactoredMatrix(m.embed.W_E @ a.W_V[h] + a.b_V[h],
+                                                                  a.W_O[h] @ m.unembed.W_U)), ["biases are included"]),
+    "b_V and b_O included": (ov_with(lambda m, a, layer, h: FactoredMatrix(
+        m.embed.W_E @ a.W_V[h] + a.b_V[h], a.W_O[h] @ m.unembed.W_U + a.b_O @ m.unembed.W_U)), ["biases are included"]),
 }
 
 
@@ -179,6 +189,11 @@ QK_MISTAKES = {
                                                           (E @ a.W_K[(h + 1) % a.W_Q.shape[0]]).T)), ["wrong head"]),
     "inner d_model": (qk_with(lambda E, a, h: FactoredMatrix(E, a.W_Q[h] @ a.W_K[h].T @ E.T)),
                       ["inner dimension is 24 (d_model)", "the rule is d_head = 8", "W_E @ W_Q[head]"]),
+    "W_U on the key side": (lambda m, layer, h: FactoredMatrix(m.embed.W_E @ m.blocks[layer].attn.W_Q[h],
+                                                               m.blocks[layer].attn.W_K[h].T @ m.unembed.W_U),
+                            ["W_U is on the key side where W_E belongs"]),
+    "b_Q and b_K included": (qk_with(lambda E, a, h: FactoredMatrix(E @ a.W_Q[h] + a.b_Q[h], (E @ a.W_K[h] + a.b_K[h]).T)),
+                             ["biases b_Q and b_K are included"]),
 }
 
 
@@ -306,8 +321,9 @@ ABLATE_MISTAKES = {
                                 .zero_()), ["wrong layer"]),
     "in place": (ablate_with(lambda a, h, *_: a.W_O[h].zero_(), copy_first=False), ["changed the model", "deepcopy"]),
     "no return": (lambda model, layer, head: None, ["returned None"]),
-    "W_V and b_V zeroed": (ablate_with(_zero_value), ["changed blocks.0.attn.W_V, blocks.0.attn.b_V as well as W_O",
-                                                      "only W_O[head] changes"]),
+    "W_V and b_V zeroed": (ablate_with(_zero_value), ["changed blocks.0.attn.W_V, blocks.0.attn.b_V and left W_O[head] "
+                                                      "as it was", "only W_O[head] changes"]),
+    "W_Q only": (ablate_with(lambda a, h, *_: a.W_Q[h].zero_()), ["zeroing W_Q does not remove a head"]),
     "a wrapper that subtracts the head": (ablate_by_wrapping, ["does not have the model's parameters", "wrapped",
                                                                "only blocks[layer].attn.W_O[head] is zero"]),
     "W_O[head] and b_Q": (ablate_with(lambda a, h, *_: (a.W_O[h].zero_(), a.b_Q[h].mul_(1.5))),
@@ -416,3 +432,13 @@ def test_periodic_tokens_repeat_their_block():
     tokens = parts.periodic_tokens(16, 48, 64, 6, 24, torch.Generator().manual_seed(0))  # (16, 48)
     periods = [next(p for p in range(6, 25) if torch.equal(row[p:], row[:-p])) for row in tokens]
     assert all(6 <= p <= 24 for p in periods) and len(set(periods)) > 1, periods
+
+
+def test_ablation_messages_say_what_changed():
+    """A W_V + b_V (or W_Q) ablation leaves W_O alone: the message must not say W_O was changed as well."""
+    for edit in (_zero_value, lambda a, h, *_: (a.W_Q[h].zero_(), a.b_Q[h].zero_())):
+        message = fails(tests.test_ablate_head, ablate_with(edit))
+        assert "as well as W_O" not in message
+    wq_message = fails(tests.test_ablate_head, ablate_with(lambda a, h, *_: (a.W_Q[h].zero_(), a.W_V[h].mul_(2))),
+                       "left W_O[head] as it was")
+    assert "as well as" not in wq_message

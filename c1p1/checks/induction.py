@@ -129,6 +129,10 @@ def induction_mistakes(p: Tensor, seq_len: int):
         Mistake(f"only the last seq_len queries were averaged, but this pattern has {posn} positions: the rule is "
                 "every query q >= seq_len, up to the last position. Take diagonal(offset=1 - seq_len)[..., 1:].",
                 lambda: _stripe(p, 1 - seq_len)[..., -seq_len:].mean((0, -1))),
+        Mistake(f"the last query, position {posn - 1}, was dropped (a range that stops at posn - 1, or [..., 1:-1]): "
+                "the rule is every query q >= seq_len, up to and including the last position. Take "
+                "diagonal(offset=1 - seq_len)[..., 1:].",
+                lambda: _stripe(p, 1 - seq_len)[..., 1:-1].mean((0, -1))),
     ]
 
 
@@ -237,7 +241,19 @@ def circuit_mistakes(model: nn.Module, layer: int, head: int, kind: str):
             Mistake("the circuit ends in W_E.T where W_U belongs: GPT-2 ties its unembedding to W_E, but this model's "
                     "unembedding is a matrix of its own. End with model.unembed.W_U: B = W_O[head] @ W_U.",
                     lambda: W_E @ a.W_V[head] @ a.W_O[head] @ W_E.T),
+            *[Mistake(f"you used {w} where W_V belongs: the OV circuit reads the values, A = W_E @ W_V[head].",
+                      lambda w=w: W_E @ getattr(a, w)[head] @ a.W_O[head] @ model.unembed.W_U) for w in ("W_Q", "W_K")],
         ]
+        W_U, A_b = model.unembed.W_U, W_E @ a.W_V[head] + a.b_V[head]  # (d_model, d_vocab), (d_vocab, d_head)
+        bias_cause = ("the biases are included (b_V, b_O): the full OV circuit is the product of the weights only, "
+                      "W_E W_V[head] W_O[head] W_U; the biases add the same vector whatever the token, so leave them out.")
+        out += [Mistake(bias_cause, f) for f in (
+            lambda: A_b @ a.W_O[head] @ W_U,  # b_V in A
+            lambda: (A_b @ a.W_O[head] + a.b_O) @ W_U,  # b_V and b_O, dense
+            lambda: (W_E @ a.W_V[head] @ a.W_O[head] + a.b_O) @ W_U,  # b_O only, dense
+            lambda: A_b @ (a.W_O[head] @ W_U + a.b_O @ W_U),  # b_V in A, b_O's logits added to every row of B
+            lambda: W_E @ a.W_V[head] @ (a.W_O[head] @ W_U + a.b_O @ W_U),  # b_O's logits added to B
+        )]
     else:
         d_head = model.blocks[layer].attn.W_Q.shape[-1]
         out += [
@@ -250,6 +266,19 @@ def circuit_mistakes(model: nn.Module, layer: int, head: int, kind: str):
                     lambda: qk_dense(model, layer, head, "W_Q", "W_Q")),
             Mistake("W_K is used on both sides: the query side is W_E @ W_Q[head].",
                     lambda: qk_dense(model, layer, head, "W_K", "W_K")),
+        ]
+        a, W_E = model.blocks[layer].attn, model.embed.W_E  # W_E: (d_vocab, d_model)
+        out += [
+            Mistake("W_U is on the key side where W_E belongs: both the query and the key are tokens of the input, so "
+                    "both sides start from W_E: B = (W_E @ W_K[head]).T, not W_K[head].T @ W_U.",
+                    lambda: W_E @ a.W_Q[head] @ a.W_K[head].T @ model.unembed.W_U),
+            Mistake("the biases b_Q and b_K are included: the full QK circuit is the bilinear form of the weights only, "
+                    "W_E W_Q[head] W_K[head]^T W_E^T. Leave b_Q and b_K out.",
+                    lambda: (W_E @ a.W_Q[head] + a.b_Q[head]) @ (W_E @ a.W_K[head] + a.b_K[head]).T),
+            Mistake("b_Q is included: the full QK circuit is the weights only, W_E W_Q[head] W_K[head]^T W_E^T.",
+                    lambda: (W_E @ a.W_Q[head] + a.b_Q[head]) @ (W_E @ a.W_K[head]).T),
+            Mistake("b_K is included: the full QK circuit is the weights only, W_E W_Q[head] W_K[head]^T W_E^T.",
+                    lambda: (W_E @ a.W_Q[head]) @ (W_E @ a.W_K[head] + a.b_K[head]).T),
         ]
     return lambda: out
 
@@ -431,9 +460,10 @@ def ablation_mistakes(model: nn.Module, tokens: Tensor, layer: int, head: int):
         Mistake("the wrong axis of W_O: its shape is (n_heads, d_head, d_model), so the head is W_O[head], "
                 "not W_O[:, head].",
                 lambda: forward_edited(model, tokens, _zero((f"{b}.W_O", (slice(None), head))))),
-        Mistake("zeroing W_Q does not remove a head: its attention becomes a plain average and it still writes. "
-                "Zero its output, W_O[head].",
-                lambda: forward_edited(model, tokens, _zero((f"{b}.W_Q", head), (f"{b}.b_Q", head)))),
+        *[Mistake("zeroing W_Q does not remove a head: its attention becomes a plain average (or a pattern of b_Q "
+                  "alone) and it still writes. Zero its output, W_O[head], and nothing else.",
+                  lambda edit=edit: forward_edited(model, tokens, edit))
+          for edit in (_zero((f"{b}.W_Q", head), (f"{b}.b_Q", head)), _zero((f"{b}.W_Q", head)))],
         Mistake(f"the wrong layer: you removed a head of block {1 - layer}. Use model.blocks[layer].",
                 lambda: forward_edited(model, tokens, _zero((f"{other}.W_O", other_head)))),
     ]
@@ -453,11 +483,18 @@ def _only_w_o_changed(test: str, what: str, model: nn.Module, out: nn.Module, la
     w_o = f"blocks.{layer}.attn.W_O"
     changed = [k for k in before if k != w_o and not torch.equal(before[k], after[k].to(before[k].device))]
     if changed:
-        what_else = ("W_V and b_V zeroed gives the same logits, but the rule is that only W_O[head] changes, so the "
-                     "ablated copy's values, z and circuits still show what the head computes"
-                     if {k.rsplit(".", 1)[-1] for k in changed} <= {"W_V", "b_V"} else
-                     "only W_O[head] changes; every other parameter, b_O included, stays as it was")
-        core.fail(f"{test}: {what} changed {', '.join(changed)} as well as W_O.\nLikely cause: {what_else}. Zero "
+        kinds = {k.rsplit(".", 1)[-1] for k in changed}
+        w_o_zeroed = torch.equal(after[w_o].to(before[w_o].device)[head], torch.zeros_like(before[w_o][head]))
+        if kinds <= {"W_V", "b_V"}:
+            what_else = ("W_V and b_V zeroed gives the same logits, but the rule is that only W_O[head] changes, so the "
+                         "ablated copy's values, z and circuits still show what the head computes")
+        elif kinds <= {"W_Q", "b_Q", "W_K", "b_K"} and not w_o_zeroed:
+            what_else = ("zeroing the queries or keys does not remove a head: it changes where the head looks, and "
+                         "it still writes to the residual stream")
+        else:
+            what_else = "only W_O[head] changes; every other parameter, b_O included, stays as it was"
+        done = "as well as zeroing W_O[head]" if w_o_zeroed else "and left W_O[head] as it was"
+        core.fail(f"{test}: {what} changed {', '.join(changed)} {done}.\nLikely cause: {what_else}. Zero "
                   "ablated.blocks[layer].attn.W_O[head] and nothing else.")
     others = torch.ones(before[w_o].shape[0], dtype=torch.bool, device=before[w_o].device)  # (n_heads,)
     others[head] = False
