@@ -233,9 +233,9 @@ def test_top_p_alternatives_pass(fn):
     tests.test_top_p_logits(fn)
 
 
-def top_p_variant(*, crossing=True, floor=True, softmax=True, back="scatter", dim=-1, use_min=True):
+def top_p_variant(*, crossing=True, floor=True, softmax=True, back="scatter", dim=-1, use_min=True, descending=True):
     def top_p_logits(logits, top_p, min_tokens_to_keep=1):
-        sorted_logits, sorted_ids = logits.sort(dim=-1, descending=True)
+        sorted_logits, sorted_ids = logits.sort(dim=-1, descending=descending)
         probs = sorted_logits.softmax(dim) if softmax else sorted_logits
         cumulative = probs.cumsum(-1)
         remove = (cumulative - probs >= top_p) if crossing else (cumulative >= top_p)
@@ -243,6 +243,8 @@ def top_p_variant(*, crossing=True, floor=True, softmax=True, back="scatter", di
             remove[:, : (min_tokens_to_keep if use_min else 1)] = False
         if back == "none":
             return sorted_logits.masked_fill(remove, NEG_INF)
+        if back == "unmapped":
+            return logits.masked_fill(remove, NEG_INF)
         if back == "gather":
             return logits.masked_fill(remove.gather(-1, sorted_ids), NEG_INF)
         return logits.masked_fill(remove.scatter(-1, sorted_ids, remove), NEG_INF)
@@ -258,7 +260,10 @@ def top_p_variant(*, crossing=True, floor=True, softmax=True, back="scatter", di
     (top_p_variant(back="gather"), ["wrong", "argsort"]),
     (top_p_variant(dim=0), ["dim=0"]),
     (top_p_variant(use_min=False), ["min_tokens_to_keep"]),
-], ids=["crossing dropped", "keeps nothing", "on logits", "sorted order", "gather", "softmax over batch", "min ignored"])
+    (top_p_variant(back="unmapped"), ["applied to the logits in their original order", "scatter"]),
+    (top_p_variant(descending=False), ["ascending order", "descending=True"]),
+], ids=["crossing dropped", "keeps nothing", "on logits", "sorted order", "gather", "softmax over batch", "min ignored",
+        "mask not mapped back", "sorted ascending"])
 def test_top_p_mistakes_are_named(fn, keywords):
     fails(tests.test_top_p_logits, fn, *keywords)
 

@@ -292,17 +292,19 @@ def test_top_k_logits(top_k_logits) -> None:
 
 def keep_top_p(
     logits: Tensor, top_p: float, min_keep: int = 1, *, scores: Tensor | None = None,
-    crossing: bool = True, unsorted_back: str = "scatter", softmax_dim: int = -1,
+    crossing: bool = True, unsorted_back: str = "scatter", softmax_dim: int = -1, descending: bool = True,
 ) -> Tensor:
     """Nucleus filtering, with switches for the catalogued mistakes (the defaults are the correct computation)."""
     scores = logits if scores is None else scores
-    values, ids = scores.sort(dim=-1, descending=True)  # (batch, d_vocab) each
+    values, ids = scores.sort(dim=-1, descending=descending)  # (batch, d_vocab) each
     probs = values.softmax(softmax_dim) if softmax_dim is not None else values  # (batch, d_vocab)
     cumulative = probs.cumsum(-1)  # (batch, d_vocab)
     remove = (cumulative - probs >= top_p) if crossing else (cumulative >= top_p)  # (batch, d_vocab), sorted order
     remove[:, :min_keep] = False
     if unsorted_back == "sorted":
         return logits.sort(-1, descending=True).values.masked_fill(remove, NEG_INF)
+    if unsorted_back == "none":  # the sorted-order mask put on the logits as they are
+        return logits.masked_fill(remove, NEG_INF)
     if unsorted_back == "gather":
         return logits.masked_fill(remove.gather(-1, ids), NEG_INF)
     return logits.masked_fill(remove.scatter(-1, ids, remove), NEG_INF)  # (batch, d_vocab)
@@ -324,6 +326,12 @@ def top_p_mistakes(lg: Tensor, p: float, keep: int) -> list[Mistake]:
         Mistake("the sorted mask is mapped back with gather(-1, sorted_ids), which applies the permutation the wrong "
                 "way round. Use scatter(-1, sorted_ids, sorted_mask), or gather with sorted_ids.argsort(-1).",
                 lambda: keep_top_p(lg, p, keep, unsorted_back="gather")),
+        Mistake("the mask, computed in sorted order, is applied to the logits in their original order: it removes "
+                "the wrong tokens. Map it back to each token's own id first: remove.scatter(-1, sorted_ids, remove), "
+                "then masked_fill the original logits.", lambda: keep_top_p(lg, p, keep, unsorted_back="none")),
+        Mistake("the logits are sorted in ascending order, so the cumulative sum starts from the least likely token: "
+                "sort with descending=True, so that the nucleus is the most likely tokens.",
+                lambda: keep_top_p(lg, p, keep, descending=False)),
         Mistake("the softmax is over the batch dimension (dim=0); take it over the vocabulary (dim=-1), within each row.",
                 lambda: keep_top_p(lg, p, keep, softmax_dim=0)),
         Mistake("min_tokens_to_keep is ignored: the first min_tokens_to_keep tokens in sorted order must always stay.",
