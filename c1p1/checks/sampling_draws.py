@@ -8,7 +8,8 @@ left alone. When the counts do not fit, each catalogued mistake's exact distribu
 
 test_generate runs the learner's loop on a tiny deterministic language model whose context is 6 tokens,
 which records what it is fed: greedy decoding must equal the course's greedy loop, crop the context to
-its last n_ctx tokens, and stop each row at the stop token. Everything runs on the CPU first (an
+its last n_ctx tokens (while the frequency penalty counts the whole sequence), and stop each row at the stop
+token (stop tokens in the prompt don't count). Everything runs on the CPU first (an
 out-of-range id is a clean error there, a device-side assert on a GPU), then one case on the course device.
 """
 
