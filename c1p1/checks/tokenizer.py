@@ -11,7 +11,8 @@
 
 Nothing here is a tensor, so nothing runs on the course's device. A mismatch is explained by running
 the course's own implementation with each catalogued mistake switched on and naming the one whose
-output equals the learner's; an error the learner's code raises is shown with their line and, where
+output equals the learner's (for a long text, on the lines around the first difference only, so that the
+explanation takes well under a second however slow a mistake makes the course's plain encoder); an error the learner's code raises is shown with their line and, where
 its type points at one, the likely cause.
 """
 
