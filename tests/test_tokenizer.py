@@ -456,7 +456,7 @@ def test_a_corpus_only_mistake_is_explained_quickly(monkeypatch):
     start = time.perf_counter()
     fails(tests.test_bpe_tokenizer, CaseInsensitiveOnTheCorpus, "the first 60,000 characters", "differ too",
           "case-sensitive")
-    assert time.perf_counter() - start < 20
+    assert time.perf_counter() - start < 60  # a guard against a hang, not a speed target: it once took minutes
 
 
 class AcceptsBytes(parts.BPETokenizer):
