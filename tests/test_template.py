@@ -56,7 +56,9 @@ def test_every_exercise_has_difficulty_shapes_signature_check_and_hint(cells):
         where = f"exercise in cell {i}"
         assert any("**Difficulty:**" in c.source for c in section if c.cell_type == "markdown"), f"{where}: no difficulty line"
         since_last = cells[previous:i]  # the shapes may be printed in an earlier section, but after the last exercise
-        assert any(".shape" in c.source and "print(" in c.source for c in since_last if c.cell_type == "code"), \
+        # A plain-Python exercise (no Tensor in it: a tokenizer's lists and dicts) shows its sizes as lengths.
+        shown = (".shape",) if "Tensor" in cells[i].source else (".shape", "len(")
+        assert any(any(w in c.source for w in shown) and "print(" in c.source for c in since_last if c.cell_type == "code"), \
             f"{where}: no cell prints the shapes before it"
         previous = i + 1
         if "Tensor" in cells[i].source:  # a function of plain numbers or of a whole model (lr_at, init_weights) has none

@@ -92,6 +92,9 @@ def table_with(change):
     (lambda t: {c: b for b, c in t.items()}, ["other way round"]),
     (lambda t: {**t, 173: chr(173)}, ["'®'..'ÿ'", "173"]),
     (lambda t: {b: c for b, c in t.items() if b != 0}, ["255 keys"]),
+    (lambda t: {**t, **dict(zip([b for b, c in t.items() if ord(c) >= 256],
+                                [c for b, c in t.items() if ord(c) >= 256][::-1], strict=True))},
+     ["wrong order", "chr(256), chr(257), ... in byte order"]),
     (lambda t: list(t.values()), ["should return a dict"]),
 ])
 def test_bytes_to_unicode_mistakes_are_named(change, keywords):
@@ -104,7 +107,8 @@ def test_bytes_to_unicode_mistakes_are_named(change, keywords):
 @pytest.mark.parametrize("mistake", list(PATTERNS))
 def test_pretokenize_regex_mistakes_are_named(mistake):
     keyword = {"no_ws_rule": r"\s+(?!\S)", "no_final_ws": r"final \s+", "ignore_case": "case-sensitive",
-               "ascii_letters": r"\p{L}"}[mistake]
+               "ascii_letters": r"\p{L}", "contractions_last": "tried left to right",
+               "curly_apostrophe": "straight ' (U+0027)"}[mistake]
     fails(tests.test_pretokenize, lambda text: regex.findall(PATTERNS[mistake], text), keyword)
 
 
@@ -116,7 +120,15 @@ def test_pretokenize_other_mistakes_are_named():
     fails(tests.test_pretokenize, lambda text: [p.strip() or p for p in regex.findall(GPT2_PATTERN, text)], "join back")
     fails(tests.test_pretokenize, lambda text: " ".join(regex.findall(GPT2_PATTERN, text)), "list of str")
     curly = r"""['’]s|['’]t|['’]re|['’]ve|['’]m|['’]ll|['’]d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-    fails(tests.test_pretokenize, lambda text: regex.findall(curly, text), "curly-quote", "GPT-2's pattern exactly")
+    fails(tests.test_pretokenize, lambda text: regex.findall(curly, text), "curly apostrophe", "GPT-2's pattern exactly")
+
+
+@pytest.mark.parametrize("fn", [
+    lambda text: regex.findall(GPT2_PATTERN, text.decode() if isinstance(text, bytes) else text),
+    lambda text: regex.findall(GPT2_PATTERN, text) if isinstance(text, str) else [],
+], ids=["decodes bytes", "[] for a non-str"])
+def test_pretokenize_must_raise_on_a_non_str(fn):
+    fails(tests.test_pretokenize, fn, "without an error", "TypeError")
 
 
 def test_pretokenize_with_a_compiled_pattern_passes():
@@ -136,7 +148,8 @@ def test_count_pairs_alternatives_pass():
 @pytest.mark.parametrize(("fn", "keywords"), [
     (lambda ids: Counter((ids[i], ids[i + 1]) for i in range(0, len(ids) - 1, 2)), ["two ids at a time"]),
     (lambda ids: Counter((ids[i], ids[i + 1]) for i in range(len(ids) - 2)), ["last pair"]),
-    (lambda ids: Counter(zip(ids, ids[1:] + ids[:1], strict=True)) if len(ids) > 1 else {}, ["wrap"]),
+    (lambda ids: Counter(zip(ids, ids[1:] + ids[:1], strict=True)) if len(ids) > 1 else {}, ["wrapped around"]),
+    (lambda ids: Counter(zip(ids, ids[1:] + ids[:1], strict=True)), ["wrapped around", "(last id, first id)"]),
     (lambda ids: dict.fromkeys(pairwise(ids), 1), ["once however often"]),
     (lambda ids: Counter(f"{a},{b}" for a, b in pairwise(ids)), ["tuples"]),
     (lambda ids: list(pairwise(ids)), ["dict (or Counter)"]),
@@ -164,6 +177,29 @@ def merge_skip_last(ids, pair, new_id):
     return out
 
 
+def merge_drops_last(ids, pair, new_id):
+    out, i = [], 0
+    while i < len(ids) - 1:
+        if (ids[i], ids[i + 1]) == tuple(pair):
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def merge_overlapping(ids, pair, new_id):
+    """Moves on by 1 after a merge and skips an id only when it ended a merged pair: (7 7 7) -> (X X)."""
+    out = []
+    for i, a in enumerate(ids):
+        if i + 1 < len(ids) and (a, ids[i + 1]) == tuple(pair):
+            out.append(new_id)
+        elif not (i > 0 and (ids[i - 1], a) == tuple(pair)):
+            out.append(a)
+    return out
+
+
 def merge_in_place(ids, pair, new_id):
     i = 0
     while i < len(ids) - 1:
@@ -186,6 +222,8 @@ def merge_by_string(ids, pair, new_id):
     (merge_skip_last, ["ending at the last id"]),
     (lambda ids, pair, new_id: checks._merge_reference(ids, pair, new_id, "right_to_left"), ["from the right"]),
     (merge_in_place, ["in place"]),
+    (merge_drops_last, ["last id is lost"]),
+    (merge_overlapping, ["moves on by 1", "[300, 300]"]),
     (lambda ids, pair, new_id: None, ["forget `return`"]),
     (lambda ids, pair, new_id: [new_id if p == tuple(pair) else p[0] for p in zip(ids, ids[1:] + [None], strict=True)],
      ["when ids[i], ids[i + 1] is the pair"]),
@@ -320,6 +358,39 @@ class NoTable(StringSpace):
         return [self.encoder[c] for c in piece]
 
 
+class ByteValues(parts.BPETokenizer):
+    """Starts each word from the bytes' own values (list(piece.encode())), not their ids."""
+
+    def bpe(self, piece):
+        ids = list(piece.encode("utf-8"))
+        while len(ids) > 1:
+            pair = min(pairwise(ids), key=lambda p: self.ranks.get(p, len(self.ranks)))
+            if pair not in self.ranks:
+                break
+            ids = parts.merge_pair(ids, pair, self.merged[pair])
+        return ids
+
+
+class OverlapMerge(parts.BPETokenizer):
+    def bpe(self, piece):
+        ids = [self.byte_ids[b] for b in piece.encode("utf-8")]
+        while len(ids) > 1:
+            pair = min(pairwise(ids), key=lambda p: self.ranks.get(p, len(self.ranks)))
+            if pair not in self.ranks:
+                break
+            ids = merge_overlapping(ids, pair, self.merged[pair])
+        return ids
+
+
+class CaseInsensitiveOnTheCorpus(parts.BPETokenizer):
+    """Upper-case contractions, with the hard strings passed through: only the corpus shows the mistake."""
+
+    def encode(self, text, allowed_special=()):
+        if allowed_special or not isinstance(text, str) or text in {hard for _, hard in checks.HARD_STRINGS}:
+            return super().encode(text, allowed_special)
+        return [i for piece in regex.findall(PATTERNS["ignore_case"], text) for i in self.bpe(piece)]
+
+
 class Across(parts.BPETokenizer):
     def encode(self, text, allowed_special=()):
         return self.bpe(text) if text else []
@@ -362,6 +433,9 @@ def test_tokenizer_alternatives_pass(cls, capsys):
     (with_split(PATTERNS["no_ws_rule"]), [r"\s+(?!\S)"]),
     (with_split(PATTERNS["ascii_letters"]), [r"\p{L}"]),
     (SpecialAlways, ["did not allow"]),
+    (ByteValues, ["not its value", "(byte 44) is id 11", "id 220", "encoder[byte_encoder[b]]"]),
+    (OverlapMerge, ["second id of a merged pair", "move on by 2"]),
+    (with_split(PATTERNS["ignore_case"]), ["case-sensitive"]),
     (SpecialNever, ["allowed it"]),
     (decoding(lambda self, ids: b"".join(self.vocab[i] for i in ids).decode("utf-8")), ["UnicodeDecodeError", "strictly"]),
     (decoding(lambda self, ids: "".join(self.vocab[i].decode("utf-8") for i in ids)), ["UnicodeDecodeError", "strictly"]),
@@ -372,6 +446,17 @@ def test_tokenizer_alternatives_pass(cls, capsys):
 ])
 def test_tokenizer_mistakes_are_named(cls, keywords):
     fails(tests.test_bpe_tokenizer, cls, *keywords)
+
+
+def test_a_corpus_only_mistake_is_explained_quickly(monkeypatch):
+    """A mistake only the corpus shows is explained on the lines around it, fast (it once took minutes)."""
+    import time
+
+    monkeypatch.setattr(checks, "CORPUS_CHARS", 60_000)
+    start = time.perf_counter()
+    fails(tests.test_bpe_tokenizer, CaseInsensitiveOnTheCorpus, "the first 60,000 characters", "differ too",
+          "case-sensitive")
+    assert time.perf_counter() - start < 60  # a guard against a hang, not a speed target: it once took minutes
 
 
 class AcceptsBytes(parts.BPETokenizer):
@@ -459,6 +544,12 @@ def test_train_bpe_other_mistakes_are_named():
         return merges[:1] + merges[2:3] + merges[1:2] + merges[3:], vocab
 
     fails(tests.test_train_bpe, dict_order, "merge 1", "Likely causes")
+
+    def first_seen(text, vocab_size, special_tokens=()):
+        """The plain loop with max(counts, key=counts.get)."""
+        return reference_train(text, vocab_size, tuple(special_tokens), "ties_first_seen")
+
+    fails(tests.test_train_bpe, first_seen, "order pairs were first seen", "min(counts, key=lambda p: (-counts[p], p))")
     fails(tests.test_train_bpe, lambda *a: parts.train_bpe(*a)[0], "(merges, vocab)")
     fails(tests.test_train_bpe, lambda *a: (parts.train_bpe(*a)[0], {**parts.train_bpe(*a)[1], 300: b"??"}),
           "vocabulary is not")
@@ -467,6 +558,13 @@ def test_train_bpe_other_mistakes_are_named():
         return parts.train_bpe(text, max(vocab_size, 256), special_tokens)
 
     fails(tests.test_train_bpe, no_checks, "vocab_size below 256", "ValueError")
+
+    def no_room_for_specials(text, vocab_size, special_tokens=()):
+        if vocab_size < 256:
+            raise ValueError("below 256")
+        return parts.train_bpe(text, max(vocab_size, 256 + len(special_tokens)), special_tokens)
+
+    fails(tests.test_train_bpe, no_room_for_specials, "vocab_size 256 with the special token", "256 + len(special_tokens)")
 
 
 def test_solution_train_bpe_bad_input_messages():

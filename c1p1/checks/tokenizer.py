@@ -11,7 +11,8 @@
 
 Nothing here is a tensor, so nothing runs on the course's device. A mismatch is explained by running
 the course's own implementation with each catalogued mistake switched on and naming the one whose
-output equals the learner's; an error the learner's code raises is shown with their line and, where
+output equals the learner's (for a long text, on the lines around the first difference only, so that the
+explanation takes well under a second however slow a mistake makes the course's plain encoder); an error the learner's code raises is shown with their line and, where
 its type points at one, the likely cause.
 """
 
@@ -42,6 +43,8 @@ PATTERNS = {
     "no_final_ws": r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)""",
     "ignore_case": r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
     "ascii_letters": r"""'s|'t|'re|'ve|'m|'ll|'d| ?[a-zA-Z]+| ?\p{N}+| ?[^\sa-zA-Z\p{N}]+|\s+(?!\S)|\s+""",
+    "contractions_last": r""" ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|'s|'t|'re|'ve|'m|'ll|'d|\s+(?!\S)|\s+""",
+    "curly_apostrophe": r"""['’]s|['’]t|['’]re|['’]ve|['’]m|['’]ll|['’]d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
 }
 
 REGEX_ADVICE = {
@@ -53,6 +56,11 @@ REGEX_ADVICE = {
                    "\"DON'T\" gives 'DON', \"'\", 'T'. Drop the IGNORECASE flag.",
     "ascii_letters": r"letters are matched as [a-zA-Z], so accented and non-Latin letters fall out of words: use "
                      r"\p{L} (any letter) and \p{N} (any number), which need the `regex` package.",
+    "contractions_last": "the contractions come after the other alternatives, so ' ?[^\\s\\p{L}\\p{N}]+' takes the "
+                         "apostrophe first and 's never matches (\"GPT-2's\" gives \"'\", 's'): the alternatives are "
+                         "tried left to right, so put 's|'t|'re|'ve|'m|'ll|'d first, as in GPT-2's pattern exactly.",
+    "curly_apostrophe": "contractions are matched with the curly apostrophe ’ as well: GPT-2's pattern exactly knows "
+                        "only the straight ' (U+0027), so 'don’t' gives 'don', '’', 't'. Use ' alone.",
 }
 
 HARD_STRINGS = (
@@ -66,7 +74,7 @@ HARD_STRINGS = (
     ("trailing whitespace", "ends with spaces   "),
     ("only whitespace", "   \n  "),
     ("digits", "In 1599, 12345678 and 3.14159 or 1,000,000 (x²)"),
-    ("upper-case contractions", "I DON'T KNOW, YOU'RE RIGHT, HE'LL GO. she's, we've, I'm, it'd"),
+    ("upper-case contractions", "I DON'T KNOW, YOU'RE RIGHT, HE'LL GO.\n'Too late, she's, we've, I'm, it'd"),
     ("curly-quote contractions", "don’t you’re ‘quoted’ “double” it’s"),
     ("<|endoftext|> inside text", "the end.<|endoftext|>A new start<|endoftext|>"),
     ("repeated letters", "hahahahahaha aaaaaaaaaaaaaaa mississippi ......!!!!"),
@@ -77,6 +85,7 @@ CORPUS_CHARS: int | None = None  # the whole corpus; tests may set a slice for s
 PROBE_CHARS = 20_000  # encoded first, and timed: it tells how long the whole corpus would take
 SLOW_SECONDS = 30.0  # an encoder slower than this on the whole corpus is checked on SLICE_CHARS only
 SLICE_CHARS = 200_000
+DIAGNOSE_CHARS = 2_000  # a mismatch in a longer text is explained on the lines around it, in well under a second
 
 
 # ----------------------------------------------------------------------------------- GPT-2's files
@@ -153,6 +162,25 @@ def _bpe(word: bytes, ranks: dict[tuple[bytes, bytes], int], most_frequent: bool
     return parts
 
 
+@functools.cache
+def _id_ranks() -> dict[tuple[int, int], tuple[int, int]]:
+    """GPT-2's merges as (id, id) -> (rank, the id it makes)."""
+    ids_of, ranks = _tables()
+    return {(ids_of[a], ids_of[b]): (rank, ids_of[a + b]) for (a, b), rank in ranks.items()}
+
+
+def _bpe_ids(ids: list[int], merge_mistake: str = "") -> list[int]:
+    """BPE in id space (as a learner writes it), with merge_pair's catalogued mistake switched on."""
+    id_ranks = _id_ranks()
+    while len(ids) > 1:
+        pairs = [p for p in pairwise(ids) if p in id_ranks]
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: id_ranks[p][0])
+        ids = _merge_reference(ids, best, id_ranks[best][1], merge_mistake)
+    return ids
+
+
 def oracle_encode(text: str, allowed: bool = False, mistake: str = "") -> list[int] | None:
     """The course's plain encoder, with one catalogued mistake switched on (None: that mistake raises here)."""
     ids_of, ranks = _tables()
@@ -171,13 +199,23 @@ def oracle_encode(text: str, allowed: bool = False, mistake: str = "") -> list[i
                 word = bytes(ord(c) for c in piece)
             else:
                 word = piece.encode("utf-8")
-            out.extend(ids_of[t] for t in _bpe(word, ranks, most_frequent=mistake == "most_frequent"))
+            if mistake == "byte_values":
+                out.extend(_bpe_ids(list(word)))
+            elif mistake == "overlap_merge":
+                out.extend(_bpe_ids([ids_of[word[i : i + 1]] for i in range(len(word))], "overlap"))
+            else:
+                out.extend(ids_of[t] for t in _bpe(word, ranks, most_frequent=mistake == "most_frequent"))
     return out
 
 
 ENCODE_ADVICE = {
     "chars": "the characters are used as bytes (ord(c)), so 'é' is one id instead of its two UTF-8 bytes: start "
              "each pre-token from piece.encode('utf-8').",
+    "byte_values": "a byte's id in GPT-2 is not its value: ',' (byte 44) is id 11 and the space (byte 32) is id 220. "
+                   "Map each byte through the byte table, then encoder.json: encoder[byte_encoder[b]].",
+    "overlap_merge": "the merge inside encode lets the second id of a merged pair start another pair, so a run like "
+                     "'aaa' gives two merged tokens instead of one and an 'a': after a merge move on by 2, as "
+                     "merge_pair does (run test_merge_pair on the merge you use).",
     "most_frequent": "each step merges the pair that occurs most often in the word; GPT-2 merges the pair of lowest "
                      "rank (earliest in vocab.bpe) present, whatever its count.",
     "across": "the merges run across pre-token boundaries: split the text with pretokenize first, then run BPE "
@@ -259,6 +297,11 @@ def test_bytes_to_unicode(bytes_to_unicode) -> None:
                  "chr(256 + n) with n counting them.")
     elif all(out[b] == chr(256 + b) for b in wrong):
         cause = "a moved byte gets chr(256 + b); it should get chr(256 + n), where n counts the bytes moved so far."
+    elif all(ord(expected[b]) >= 256 for b in wrong) and (
+            sorted(out[b] for b in wrong) == sorted(expected[b] for b in wrong)):
+        cause = ("the printable bytes are right, and the moved bytes get the right characters in the wrong order: "
+                 "they take chr(256), chr(257), ... in byte order (byte 0 gets chr(256) = 'Ā', byte 1 chr(257), "
+                 "..., byte 173 chr(323)). Number them n = 0, 1, ... while walking b from 0 up to 255.")
     elif len(set(out.values())) < 256:
         cause = "two bytes share a character, so the table cannot be inverted: every byte needs its own."
     elif 32 in wrong or any(160 <= b <= 173 for b in wrong) or 127 in wrong:
@@ -308,7 +351,15 @@ def test_pretokenize(pretokenize) -> None:
         core.fail(first + "\nLikely causes, most likely first: 1) use GPT-2's pattern exactly, alternatives in its "
                   r"order ('s|'t|...| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+); 2) a space goes with "
                   "the word after it, never before.")
-    core.passed(test, f"{len(cases)} texts split exactly as GPT-2's pattern splits them: " +
+    for bad in (b"some bytes", None):
+        try:
+            out = fn(bad)
+        except Exception:  # noqa: BLE001 - regex.findall's own TypeError is fine too
+            continue
+        core.fail(f"{test}: pretokenize({bad!r}) returned {core.describe(out)} without an error.\nLikely cause: no "
+                  "check of its input: raise a TypeError for anything but a str (regex.findall with a str pattern "
+                  "raises one by itself; do not decode bytes or return [] for them).")
+    core.passed(test, f"{len(cases)} texts split exactly as GPT-2's pattern splits them, and a non-str raises: " +
                 ", ".join(label for label, _ in cases) + ".")
 
 
@@ -341,7 +392,8 @@ PAIR_ADVICE = {
     "stride": "the loop steps two ids at a time, so overlapping pairs are missed: every position i starts a pair "
               "(ids[i], ids[i + 1]).",
     "last": "the last pair is missing: i runs up to len(ids) - 2 inclusive (pairwise(ids) does it for you).",
-    "wrap": "a pair (last id, first id) is counted: the list does not wrap around.",
+    "wrap": "an extra pair (last id, first id) is counted, as if the list wrapped around (zip(ids, ids[1:] + ids[:1]) "
+            "does that): it does not; the pairs are (ids[i], ids[i + 1]) for i up to len(ids) - 2, or pairwise(ids).",
     "seen": "each pair is counted once however often it occurs: add 1 per occurrence.",
 }
 
@@ -364,6 +416,8 @@ def test_count_pairs(count_pairs) -> None:
         if any(not (isinstance(k, tuple) and len(k) == 2) for k in got):
             core.fail(first + "\nLikely cause: the keys should be pairs as tuples (a, b); a list cannot be a dict key "
                       "and a string of the two ids is not a pair.")
+        if len(ids) > 1 and Counter(got) - Counter(expected) == Counter({(ids[-1], ids[0]): 1}):
+            core.fail(first + "\nLikely cause: " + PAIR_ADVICE["wrap"])
         outputs = [dict(_call(test, fn, (case,), f"count_pairs on {name}")) for name, case in PAIR_CASES]
         for mistake, advice in PAIR_ADVICE.items():  # the mistake that gives the learner's counts on every case
             if all({k: v for k, v in o.items() if v} == _pairs_reference(case, mistake)
@@ -386,8 +440,12 @@ MERGE_CASES = (
 def _merge_reference(ids: list[int], pair: tuple[int, int], new_id: int, mistake: str = "") -> list[int]:
     if mistake == "right_to_left":
         return _merge_reference(ids[::-1], pair[::-1], new_id)[::-1]
+    if mistake == "overlap":  # after a merge, the pair's second id starts the next pair too
+        return [new_id if (a, b) == tuple(pair) else a
+                for k, (a, b) in enumerate(zip(ids, [*ids[1:], None], strict=True))
+                if (a, b) == tuple(pair) or not (k > 0 and (ids[k - 1], a) == tuple(pair))]
     out, i, done = [], 0, False
-    while i < len(ids):
+    while i < len(ids) - (mistake == "drops_last"):
         last = i + 1 >= len(ids) - (mistake == "skip_last")
         if not last and not done and ids[i] == pair[0] and ids[i + 1] == pair[1]:
             out.append(new_id)
@@ -402,6 +460,10 @@ def _merge_reference(ids: list[int], pair: tuple[int, int], new_id: int, mistake
 MERGE_ADVICE = {
     "first_only": "only the first occurrence is replaced: walk the whole list and replace every occurrence, left to right.",
     "skip_last": "a pair ending at the last id is never merged: test i + 1 < len(ids), not i + 1 < len(ids) - 1.",
+    "drops_last": "the last id is lost when it is not part of a merge: the loop stops at i < len(ids) - 1, so "
+                  "ids[-1] is never appended. Loop while i < len(ids), and look at the pair only if i + 1 < len(ids).",
+    "overlap": "after a merge the loop moves on by 1, so the merged pair's second id starts another pair "
+               "([7, 7, 7] gives [300, 300]): each id belongs to one merge at most; move on by 2 after a merge.",
     "right_to_left": "the list is scanned from the right, so (7, 7, 7) gives (7, X); GPT-2 scans left to right and "
                      "gives (X, 7).",
 }
@@ -449,7 +511,8 @@ def _decode_hint(exc: BaseException) -> str:
     return ""
 
 
-def _check_encode(test: str, tok: object, label: str, text: str, allowed: bool) -> None:
+def _encode(test: str, tok: object, label: str, text: str, allowed: bool) -> tuple[list[int], list[int]]:
+    """The learner's ids for text, and GPT-2's."""
     __tracebackhide__ = True
     if allowed:
         out = _call(test, tok.encode, (text, {SPECIAL}), f"encode on {label} with allowed_special={{{SPECIAL!r}}}",
@@ -460,9 +523,28 @@ def _check_encode(test: str, tok: object, label: str, text: str, allowed: bool) 
         expected = gpt2_encoding().encode_ordinary(text)
     if not isinstance(out, list | tuple) or not all(isinstance(i, int) for i in out):
         core.fail(f"{test}: encode returned {core.describe(out)}; it should return a list of int token ids.")
-    if list(out) == expected:
+    return list(out), expected
+
+
+def _lines_around(text: str, expected: list[int], i: int) -> str:
+    """The line holding GPT-2's token i of text and the line before it (at most DIAGNOSE_CHARS characters)."""
+    enc = gpt2_encoding()
+    offset = sum(len(enc.decode_single_token_bytes(t)) for t in expected[:i])
+    pos = len(text.encode("utf-8")[:offset].decode("utf-8", errors="ignore"))
+    start = text.rfind("\n", 0, max(text.rfind("\n", 0, pos), 0)) + 1
+    end = text.find("\n", pos + 1)
+    end = len(text) if end < 0 else end + 1
+    if end - start > DIAGNOSE_CHARS:
+        start, end = max(pos - DIAGNOSE_CHARS // 2, 0), min(pos + DIAGNOSE_CHARS // 2, len(text))
+    return text[start:end]
+
+
+def _check_encode(test: str, tok: object, label: str, text: str, allowed: bool) -> None:
+    __tracebackhide__ = True
+    out, expected = _encode(test, tok, label, text, allowed)
+    if out == expected:
         return
-    i = _first_difference(list(out), expected)
+    i = _first_difference(out, expected)
     ids_of = {v: k for k, v in _tables()[0].items()} | {SPECIAL_ID: SPECIAL.encode()}
 
     def show(ids: list[int]) -> str:
@@ -471,9 +553,18 @@ def _check_encode(test: str, tok: object, label: str, text: str, allowed: bool) 
 
     first = (f"{test} FAILED on {label} ({text[:50]!r}{'...' if len(text) > 50 else ''}"
              f"{', special tokens allowed' if allowed else ''}): {len(out)} tokens where GPT-2 gives {len(expected)}; "
-             f"the first difference is at token {i}.\n  yours:  ... {show(list(out))}\n  GPT-2:  ... {show(expected)}")
+             f"the first difference is at token {i}.\n  yours:  ... {show(out)}\n  GPT-2:  ... {show(expected)}")
+    if len(text) > DIAGNOSE_CHARS:  # explain on the lines around the difference: the course's encoder is slow
+        lines = _lines_around(text, expected, i)
+        out, expected = _encode(test, tok, f"the lines around token {i} of {label}", lines, allowed)
+        if out == expected:
+            core.fail(first + f"\nLikely cause: those lines alone ({lines[:120]!r}) encode right, so something carried "
+                      "over from the text before changes the result: a cache keyed by something other than the "
+                      "pre-token, or state kept on self between pieces.")
+        text = lines
+        first += f"\n  The same lines on their own ({lines[:120]!r}) differ too."
     for mistake, advice in ENCODE_ADVICE.items():
-        if list(out) == oracle_encode(text, allowed, mistake):
+        if out == oracle_encode(text, allowed, mistake):
             core.fail(first + "\nLikely cause: " + advice)
     core.fail(first + "\nLikely causes, most likely first: 1) always merge the pair of lowest rank present, until no "
               "pair of the word is in vocab.bpe; 2) run BPE inside each pre-token on its UTF-8 bytes; 3) map merged "
@@ -612,7 +703,10 @@ def reference_train(text: str, vocab_size: int, special_tokens: tuple[str, ...] 
         if not counts:
             break
         sign = -1 if mistake == "ties_other_way" else 1
-        best = min(counts, key=lambda p: (-counts[p], sign * p[0], sign * p[1]))
+        if mistake == "ties_first_seen":  # max(counts, key=counts.get): the first pair counted wins a tie
+            best = max(counts, key=counts.__getitem__)
+        else:
+            best = min(counts, key=lambda p: (-counts[p], sign * p[0], sign * p[1]))
         new_id = 256 + k
         merges.append(best)
         vocab[new_id] = vocab.get(best[0], b"?") + vocab.get(best[1], b"?")
@@ -634,6 +728,9 @@ TRAIN_ADVICE = {
                   "or the counts drift from the text.",
     "ties_other_way": "ties are broken the other way: among pairs with the same count, take the smallest (first id, "
                       "second id), e.g. min(counts, key=lambda p: (-counts[p], p)).",
+    "ties_first_seen": "ties are broken by the order pairs were first seen (max(counts, key=counts.get) and "
+                       "most_common(1) both do that); take the smallest pair: "
+                       "min(counts, key=lambda p: (-counts[p], p)).",
     "specials_uncounted": "the special tokens are not counted in vocab_size: make vocab_size - 256 - "
                           "len(special_tokens) merges, so that the whole vocabulary has vocab_size entries.",
     "one_short": "the vocabulary is one short: make vocab_size - 256 - len(special_tokens) merges.",
@@ -703,6 +800,9 @@ def test_train_bpe(train_bpe) -> None:
                   "smallest (first id, second id).")
     for label, args, advice in (
         ("a vocab_size below 256", ("some text", 200, []), "raise a ValueError: the 256 bytes alone need 256 ids."),
+        (f"vocab_size 256 with the special token {SPECIAL}", ("some text", 256, [SPECIAL]),
+         "raise a ValueError: vocab_size must leave room for the 256 bytes and every special token "
+         "(vocab_size < 256 + len(special_tokens) is an error)."),
         ("bytes instead of a str", (b"some text", 300, []), "raise a TypeError: train_bpe takes a str."),
     ):
         try:

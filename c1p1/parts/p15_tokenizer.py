@@ -137,7 +137,8 @@ def train_bpe(text: str, vocab_size: int, special_tokens: Iterable[str] = ()) ->
     """Byte-level BPE: (merges in order, id -> bytes). Pairs are counted within GPT-2's pre-tokens only.
 
     Ties: among the most frequent pairs, the smallest (first id, second id) wins. Ids 0..255 are the bytes,
-    merge k makes id 256 + k, and the special tokens take the last ids; len(vocab) == vocab_size.
+    merge k makes id 256 + k, and the special tokens take the last ids; len(vocab) == vocab_size (fewer if the
+    text runs out of pairs to merge).
     """
     ### BEGIN SOLUTION
     if not isinstance(text, str):
