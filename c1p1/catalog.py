@@ -111,6 +111,7 @@ _TABLE = (
     ("test_induction_score", "14_induction_heads", "induction_score", "induction_score"),
     ("test_full_ov_circuit", "14_induction_heads", "full_ov_circuit", "full_ov_circuit"),
     ("test_full_qk_circuit", "14_induction_heads", "full_qk_circuit", "full_qk_circuit"),
+    ("test_induction_qk_circuit", "14_induction_heads", "induction_qk_circuit", "induction_qk_circuit"),
     ("test_composition_score", "14_induction_heads", "composition_score", "composition_score"),
     ("test_ablate_head", "14_induction_heads", "ablate_head", "ablate_head"),
     ("test_bytes_to_unicode", "15_tokenizer", "bytes_to_unicode", "bytes_to_unicode"),

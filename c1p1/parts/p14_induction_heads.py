@@ -17,7 +17,7 @@ from c1p1.parts.p05_attention import Attention
 from c1p1.parts.p08_unembed import Unembed
 from c1p1.parts.p09_full_model import get_log_probs
 
-__all__ = ['AttnOnlyBlock', 'AttnOnlyTransformer', 'repeated_tokens', 'periodic_tokens', 'loss_by_half', 'train_induction', 'prev_token_score', 'induction_score', 'full_ov_circuit', 'full_qk_circuit', 'composition_score', 'ablate_head']
+__all__ = ['AttnOnlyBlock', 'AttnOnlyTransformer', 'repeated_tokens', 'periodic_tokens', 'loss_by_half', 'train_induction', 'prev_token_score', 'induction_score', 'full_ov_circuit', 'full_qk_circuit', 'induction_qk_circuit', 'composition_score', 'ablate_head']
 
 class AttnOnlyBlock(nn.Module):
     """One layer of the attention-only model: resid_post = resid_pre + attn(resid_pre); no LayerNorm, no MLP."""
@@ -79,9 +79,13 @@ def loss_by_half(model: nn.Module, tokens: Int[Tensor, "batch two_seq_len"], seq
 
 def train_induction(
     model: nn.Module, steps: int, lr: float, batch: int, seed: int, min_period: int, weight_decay: float,
-    eval_batch: Int[Tensor, "eval_batch two_seq_len"], seq_len: int, eval_every: int = 25,
-) -> list[tuple[int, float, float]]:
-    """Train on periodic_tokens; return [(step, loss on the first half, loss on the repeated half)] of eval_batch."""
+    eval_batch: Int[Tensor, "eval_batch two_seq_len"], seq_len: int, eval_every: int = 25, probe=None,
+) -> list[tuple[float, ...]]:
+    """Train on periodic_tokens; return [(step, loss on the first half, loss on the repeated half, *probe)].
+
+    probe(model), when given, is called right after each evaluation, while every attention layer still holds
+    the evaluation batch's pattern; the numbers it returns (a tuple) are added to that row.
+    """
     device = eval_batch.device
     gen = torch.Generator().manual_seed(seed)  # the data are drawn on the CPU, then moved: the same on every device
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -89,13 +93,13 @@ def train_induction(
     model.train()
     for step in tqdm(range(steps), desc="training"):
         if step % eval_every == 0:
-            history.append((step, *loss_by_half(model, eval_batch, seq_len)))
+            history.append((step, *loss_by_half(model, eval_batch, seq_len), *(probe(model) if probe else ())))
         tokens = periodic_tokens(batch, model.cfg.n_ctx, model.cfg.d_vocab, min_period, seq_len, gen)  # (batch, n_ctx)
         loss = -get_log_probs(model(tokens.to(device)), tokens.to(device)).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    history.append((steps, *loss_by_half(model, eval_batch, seq_len)))
+    history.append((steps, *loss_by_half(model, eval_batch, seq_len), *(probe(model) if probe else ())))
     model.eval()
     return history
 
@@ -142,6 +146,24 @@ def full_qk_circuit(model: nn.Module, layer: int, head: int) -> FactoredMatrix:
     attn = model.blocks[layer].attn
     queries = model.embed.W_E @ attn.W_Q[head]  # (d_vocab, d_head)
     keys = model.embed.W_E @ attn.W_K[head]  # (d_vocab, d_head)
+    return FactoredMatrix(queries, keys.T)
+    ### END SOLUTION
+
+
+def induction_qk_circuit(model: nn.Module, prev_head: int, induction_head: int) -> FactoredMatrix:
+    """Head 1.induction_head's attention score from a query token (rows) to the token *before* the key position
+    (columns), along the path where head 0.prev_head copied that token into the key position (K-composition).
+
+    A FactoredMatrix of shape (d_vocab, d_vocab) whose factors meet at d_head or d_model; positions, biases and the
+    1/sqrt(d_head) scale left out.
+    """
+    from transformer_lens import FactoredMatrix  # TransformerLens's matrix kept as two factors
+
+    ### BEGIN SOLUTION
+    a0, a1 = model.blocks[0].attn, model.blocks[1].attn
+    copied = model.embed.W_E @ a0.W_V[prev_head] @ a0.W_O[prev_head]  # (d_vocab, d_model): written at the next position
+    keys = copied @ a1.W_K[induction_head]  # (d_vocab, d_head): the key computed from that copy
+    queries = model.embed.W_E @ a1.W_Q[induction_head]  # (d_vocab, d_head)
     return FactoredMatrix(queries, keys.T)
     ### END SOLUTION
 
