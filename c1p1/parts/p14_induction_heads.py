@@ -177,11 +177,11 @@ def composition_score(W_A: Float[Tensor, "d_in d_mid"], W_B: Float[Tensor, "d_mi
 
 
 def ablate_head(model: nn.Module, layer: int, head: int) -> nn.Module:
-    """A copy of model in which head `head` of block `layer` writes nothing (its share of W_O is zero).
+    """A copy of model in which head `head` of block `layer` adds nothing to the residual stream.
 
-    Only W_O[head] changes: every other parameter (b_O, W_V, b_V included) is unchanged; the model passed in
-    is left as it was. The layer's output is then Float[Tensor, "batch posn d_model"] without that head's
-    z @ W_O[head].
+    Zero the one parameter every path through that head passes; every other parameter (the layer's b_O, the
+    other heads, and this head's W_Q, W_K, W_V and biases) is unchanged, and the model passed in is left as
+    it was.
     """
     ### BEGIN SOLUTION
     ablated = copy.deepcopy(model)
