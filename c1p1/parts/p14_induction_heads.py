@@ -55,7 +55,7 @@ def repeated_tokens(batch: int, seq_len: int, d_vocab: int, seed: int) -> Int[Te
     if seq_len > d_vocab:
         raise ValueError(f"{seq_len} different tokens cannot be drawn from a vocabulary of {d_vocab}")
     gen = torch.Generator().manual_seed(seed)
-    shuffled = torch.rand(batch, d_vocab, generator=gen).argsort(dim=-1)  # (batch, d_vocab): random orders
+    shuffled = torch.rand(batch, d_vocab, generator=gen, device=gen.device).argsort(dim=-1)  # (batch, d_vocab)
     first = shuffled[:, :seq_len]  # (batch, seq_len): seq_len different tokens per row; callers move it
     return torch.cat([first, first], dim=1)  # (batch, 2 * seq_len)
 
@@ -64,9 +64,9 @@ def periodic_tokens(
     batch: int, n_ctx: int, d_vocab: int, min_period: int, max_period: int, gen: torch.Generator
 ) -> Int[Tensor, "batch n_ctx"]:
     """Training data: each sequence repeats its own random block, of min_period..max_period tokens, n_ctx long."""
-    block = torch.randint(0, d_vocab, (batch, max_period), generator=gen)  # (batch, max_period)
-    period = torch.randint(min_period, max_period + 1, (batch, 1), generator=gen)  # (batch, 1)
-    index = torch.arange(n_ctx) % period  # (batch, n_ctx): position i reads block[i mod period]
+    block = torch.randint(0, d_vocab, (batch, max_period), generator=gen, device=gen.device)  # (batch, max_period)
+    period = torch.randint(min_period, max_period + 1, (batch, 1), generator=gen, device=gen.device)  # (batch, 1)
+    index = torch.arange(n_ctx, device=gen.device) % period  # (batch, n_ctx): position i reads block[i mod period]
     return block.gather(1, index)  # (batch, n_ctx)
 
 
