@@ -176,8 +176,8 @@ SAMPLE_SHAPE_HINT = (
      "you returned a whole row per sequence (probabilities or logits); return one token id per row."),
 )
 DEVICE_HINT = ("Likely cause: a torch.Generator lives on one device, and torch.multinomial needs the generator on "
-               "the probabilities' device. Draw where the generator lives (probs.to(generator.device), the CPU when "
-               "there is none), then move the ids back with .to(logits.device).")
+               "the probabilities' device. Draw where the generator lives (probs.to(generator.device), where the logits "
+               "are when there is none), then move the ids back with .to(logits.device).")
 
 
 def draws(fn: Callable, ids: Tensor, logits: Tensor, settings: dict, seed: int, test: str, label: str) -> Tensor:
