@@ -108,6 +108,13 @@ _TABLE = (
     ("test_full_qk_circuit", "14_induction_heads", "full_qk_circuit", "full_qk_circuit"),
     ("test_composition_score", "14_induction_heads", "composition_score", "composition_score"),
     ("test_ablate_head", "14_induction_heads", "ablate_head", "ablate_head"),
+    ("test_rms_norm", "16_modern_llm", "RMSNorm", "RMSNorm"),
+    ("test_rope_angles", "16_modern_llm", "rope_angles", "rope_angles"),
+    ("test_apply_rope", "16_modern_llm", "apply_rope", "apply_rope"),
+    ("test_swiglu", "16_modern_llm", "SwiGLU", "SwiGLU"),
+    ("test_grouped_query_attention", "16_modern_llm", "GroupedQueryAttention", "GroupedQueryAttention"),
+    ("test_modern_block", "16_modern_llm", "ModernBlock", "ModernBlock"),
+    ("test_modern_transformer", "16_modern_llm", "ModernTransformer", "ModernTransformer"),
 )
 
 CHECKS: dict[str, CheckInfo] = {
