@@ -81,6 +81,7 @@ grade: venv
 bench: venv data
 	$(TEST_ENV) $(PY) -m c1p1.bench
 	HF_HUB_OFFLINE=1 $(PY) -m c1p1.bench_training --threads 2
+	HF_HUB_OFFLINE=1 $(PY) -m c1p1.bench_modern --threads 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -486,3 +486,36 @@ def test_checks_take_under_a_second(check, name, solution, capsys):
     start = time.perf_counter()
     check(solution[name])
     assert time.perf_counter() - start < 1.0
+
+
+# ------------------------------------------------------------------------------------- the comparison
+
+
+def test_fast_modern_twin_computes_the_readable_model_and_hugging_face():
+    from c1p1.bench_modern import fast_modern_class
+    from c1p1.parts import ModernTransformer
+
+    cfg = modern.SMALL_A
+    hf_model = random_llama(cfg, seed=5)
+    readable, fast = ModernTransformer(cfg), fast_modern_class()(cfg)
+    for model in (readable, fast):
+        model.load_state_dict(params_from_llama(hf_model), strict=True)
+    tokens = torch.randint(0, cfg.d_vocab, (2, 13), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        expected = hf_model(tokens).logits
+        assert torch.allclose(readable(tokens), expected, atol=1e-4, rtol=1e-3)
+        assert torch.allclose(fast(tokens), expected, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("recipe_name", ["tiny", "course"])
+def test_the_modern_model_matches_the_gpt2_style_parameter_count(recipe_name):
+    from c1p1.bench_modern import TINY_RECIPE, fast_modern_class, matching_modern_config, modern_parameters
+    from c1p1.trained import COURSE_RECIPE, FastTransformer
+
+    recipe = TINY_RECIPE if recipe_name == "tiny" else COURSE_RECIPE
+    gpt2 = sum(p.numel() for p in FastTransformer(recipe.config(77)).parameters())
+    cfg = matching_modern_config(recipe, 77, gpt2)
+    ours = sum(p.numel() for p in fast_modern_class()(cfg).parameters())
+    assert ours == modern_parameters(cfg)
+    assert abs(ours - gpt2) / gpt2 < 0.02
+    assert cfg.n_kv_heads < cfg.n_heads and cfg.d_model == recipe.d_model and cfg.n_layers == recipe.n_layers
