@@ -114,12 +114,17 @@ def train_side_by_side(recipe: Recipe, train_data: Tensor, val_data: Tensor, d_v
             "modern": TrainingRun(recipe, train_data, val_data, d_vocab, device, model=modern)}
     curves: dict[str, list[tuple[int, float, float]]] = {name: [] for name in runs}
     at_gpt2_time = None
+    last_step = 0.0  # seconds of the modern model's latest step
     while not all(run.done for run in runs.values()):
         name, run = min(((n, r) for n, r in runs.items() if not r.done), key=lambda pair: pair[1].history.seconds)
         gpt2_run = runs["GPT-2-style"]
-        if name == "modern" and gpt2_run.done and at_gpt2_time is None and run.history.seconds > gpt2_run.history.seconds:
+        if (name == "modern" and gpt2_run.done and at_gpt2_time is None
+                and run.history.seconds + last_step > gpt2_run.history.seconds):  # the next step would pass its time
             at_gpt2_time = (run.step_count, full_val_loss(run.model, run.val_data, recipe.block_size))
+        before = run.history.seconds
         _, val = run.step()
+        if name == "modern":
+            last_step = run.history.seconds - before
         if val is not None:
             curves[name].append((run.step_count, run.history.seconds, val))
     out = {"recipe": recipe, "modern_cfg": cfg, "curves": curves, "models": {n: r.model.eval() for n, r in runs.items()}}

@@ -95,7 +95,11 @@ def random_llama(cfg: ModernConfig, seed: int, device: torch.device | str | None
     finally:
         logging.set_verbosity(verbosity)
     randomise_(model, seed)
-    return model.to(device or "cpu").eval()
+    if device is None:
+        from c1p1.reference import pick_device
+
+        device = pick_device()
+    return model.to(device).eval()
 
 
 # Hugging Face's name (with {i} for the layer) -> the course's name, and how the tensor is reshaped.

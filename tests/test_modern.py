@@ -497,10 +497,11 @@ def test_fast_modern_twin_computes_the_readable_model_and_hugging_face():
 
     cfg = modern.SMALL_A
     hf_model = random_llama(cfg, seed=5)
-    readable, fast = ModernTransformer(cfg), fast_modern_class()(cfg)
+    device = hf_model.lm_head.weight.device  # the course's one device
+    readable, fast = ModernTransformer(cfg).to(device), fast_modern_class()(cfg).to(device)
     for model in (readable, fast):
         model.load_state_dict(params_from_llama(hf_model), strict=True)
-    tokens = torch.randint(0, cfg.d_vocab, (2, 13), generator=torch.Generator().manual_seed(7))
+    tokens = torch.randint(0, cfg.d_vocab, (2, 13), generator=torch.Generator().manual_seed(7)).to(device)
     with torch.no_grad():
         expected = hf_model(tokens).logits
         assert torch.allclose(readable(tokens), expected, atol=1e-4, rtol=1e-3)
