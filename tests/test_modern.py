@@ -169,9 +169,6 @@ def test_rope_angles_with_one_column_per_pair_is_explained():
 
 # ---------------------------------------------------------------------------------------- applying RoPE
 
-TO_HALVES = {}
-
-
 def complex_rope(x, theta, offset=0):
     """RoPE with complex numbers, pairing feature k with k + d_head/2 (the matching permutation of Meta's code)."""
     d_head = x.shape[-1]
@@ -192,9 +189,30 @@ def permuted_neighbours_rope(x, theta, offset=0):
     return out[..., to_halves]
 
 
+def meta_complex_rope(x, theta, offset=0):
+    """Meta's way: complex numbers over neighbouring pairs, on the features permuted into the neighbours' layout."""
+    d_head = x.shape[-1]
+    to_halves = torch.cat([torch.arange(0, d_head, 2), torch.arange(1, d_head, 2)]).to(x.device)
+    neighbours = x[..., torch.argsort(to_halves)]  # (batch, posn, heads, d_head): pairs (0, 1), (2, 3), ...
+    positions = torch.arange(offset, offset + x.shape[1], device=x.device).float()
+    freqs = 1.0 / theta ** (torch.arange(0, d_head, 2, device=x.device)[: d_head // 2].float() / d_head)
+    freqs_cis = torch.polar(torch.ones(len(positions), d_head // 2, device=x.device), torch.outer(positions, freqs))
+    z = torch.view_as_complex(neighbours.float().reshape(*x.shape[:-1], -1, 2))  # (batch, posn, heads, d_head/2)
+    rotated = torch.view_as_real(z * freqs_cis[:, None, :]).flatten(-2)  # (batch, posn, heads, d_head), neighbours
+    return rotated[..., to_halves].type_as(x)
+
+
 ROPE_MISTAKES = {
     "neighbours' convention": (lambda x, t, o=0: modern.apply_rope(x, t, o, convention="neighbours"),
                                ["other convention", "rotate_half"]),
+    "Meta's complex numbers without the permutation": (
+        lambda x, t, o=0: torch.view_as_real(
+            torch.view_as_complex(x.reshape(*x.shape[:-1], -1, 2))
+            * torch.polar(torch.ones(x.shape[1], x.shape[-1] // 2, device=x.device),
+                          torch.outer(torch.arange(o, o + x.shape[1], device=x.device).float(),
+                                      t ** (-torch.arange(0, x.shape[-1], 2, device=x.device).float() / x.shape[-1])))[:, None, :]
+        ).flatten(-2),
+        ["other convention", "permutation"]),
     "halves with a neighbours' table": (lambda x, t, o=0: modern.apply_rope(x, t, o, table="neighbours"),
                                         ["angle table is in the neighbours' layout"]),
     "neighbours with a halves' table": (lambda x, t, o=0: modern.apply_rope(x, t, o, convention="neighbours", table="halves"),
@@ -210,7 +228,9 @@ def test_apply_rope_solution_passes(solution):
     tests.test_apply_rope(solution["apply_rope"])
 
 
-@pytest.mark.parametrize("fn", [complex_rope, permuted_neighbours_rope], ids=["complex numbers", "permute, neighbours, permute back"])
+@pytest.mark.parametrize("fn", [complex_rope, permuted_neighbours_rope, meta_complex_rope],
+                         ids=["complex numbers over the halves", "permute, neighbours, permute back",
+                              "Meta's complex numbers over neighbours, with the permutation"])
 def test_apply_rope_correct_variants_pass(fn):
     tests.test_apply_rope(fn)
 
