@@ -136,15 +136,46 @@ def train_side_by_side(recipe: Recipe, train_data: Tensor, val_data: Tensor, d_v
 
 
 @torch.no_grad()
-def loss_by_position(model: nn.Module, data: Tensor, length: int, n_windows: int = 64) -> Tensor:
-    """Mean cross-entropy at each position of non-overlapping windows of ``length`` characters: (length,)."""
+@torch.no_grad()
+def window_losses(model: nn.Module, data: Tensor, length: int, batch: int = 64) -> Tensor:
+    """Cross-entropy at every position of every non-overlapping window of ``length`` characters: (windows, length)."""
     device = next(model.parameters()).device
-    usable = min(n_windows, (len(data) - 1) // length)
-    inputs = data[: usable * length].view(usable, length).to(device)  # (windows, length)
-    targets = data[1 : usable * length + 1].view(usable, length).to(device)  # (windows, length)
-    logits = model(inputs)  # (windows, length, d_vocab)
-    losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(usable, length)
-    return losses.mean(dim=0)  # (length,)
+    n_windows = (len(data) - 1) // length  # every window the data allows
+    losses = []
+    for first in range(0, n_windows, batch):
+        last = min(n_windows, first + batch)
+        inputs = data[first * length : last * length].view(-1, length).to(device)  # (windows, length)
+        targets = data[first * length + 1 : last * length + 1].view(-1, length).to(device)  # (windows, length)
+        logits = model(inputs)  # (windows, length, d_vocab)
+        losses.append(F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(-1, length))
+    return torch.cat(losses)  # (windows, length)
+
+
+def beyond_training_length(model: nn.Module, data: Tensor, block: int, spans: int = 4) -> dict[str, Tensor]:
+    """Each span of ``block`` positions in windows of ``spans * block`` characters, against the same characters
+    scored in windows of ``block`` (the training length). Returns (windows, spans) tensors of mean losses:
+    ``long`` and ``short``; their difference per window is what the long context changes."""
+    long = window_losses(model, data, spans * block)  # (windows, spans * block)
+    n_windows = long.shape[0]
+    short = window_losses(model, data[: n_windows * spans * block + 1], block)  # (windows * spans, block)
+    return {"long": long.view(n_windows, spans, block).mean(dim=-1),  # (windows, spans)
+            "short": short.view(n_windows, spans, block).mean(dim=-1)}  # (windows, spans)
+
+
+def span_lines(result: dict[str, Tensor], block: int) -> list[str]:
+    """One line per span: the long windows' loss, the same characters in windows of ``block``, and the difference
+    with twice its standard error over the windows (a difference inside that is noise)."""
+    difference = result["long"] - result["short"]  # (windows, spans)
+    n_windows = difference.shape[0]
+    lines = []
+    for span in range(difference.shape[1]):
+        mean, noise = difference[:, span].mean().item(), 2 * difference[:, span].std().item() / n_windows**0.5
+        verdict = ("the same computation" if span == 0 else "within noise" if abs(mean) <= noise
+                   else "worse" if mean > 0 else "better")
+        lines.append(f"positions {span * block:4}-{(span + 1) * block - 1:4}: {result['long'][:, span].mean().item():.3f} "
+                     f"vs {result['short'][:, span].mean().item():.3f} in windows of {block}: {mean:+.3f} "
+                     f"(noise ±{noise:.3f}; {verdict})")
+    return lines
 
 
 def report(result: dict) -> list[str]:
@@ -193,10 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     result = train_side_by_side(recipe, train_data, val_data, tokenizer.d_vocab, device)
     print("\n".join(report(result)))
     block = recipe.block_size
-    by_position = loss_by_position(result["models"]["modern"], val_data, 4 * block)  # (4 * block,)
-    spans = ", ".join(f"{i * block}-{(i + 1) * block - 1}: {by_position[i * block:(i + 1) * block].mean().item():.3f}"
-                      for i in range(4))
-    print(f"  modern model on windows of {4 * block} (trained on {block}), mean loss by position: {spans}")
+    beyond = beyond_training_length(result["models"]["modern"], val_data, block)  # (windows, 4) each
+    print(f"  modern model on all {beyond['long'].shape[0]} windows of {4 * block} the validation split allows "
+          f"(trained on {block}), mean loss by span vs the same characters in windows of {block}:")
+    print("\n".join("    " + line for line in span_lines(beyond, block)))
     print(f"  GPT-2-style model on windows of {4 * block}: cannot run, W_pos has {block} rows")
     load_after = os.getloadavg()
     print(f"Total {time.perf_counter() - start:.0f} s. Load average (1 min) {load_before[0]:.1f} before, "
