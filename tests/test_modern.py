@@ -87,6 +87,14 @@ RMS_MISTAKES = {
                      ["added instead of multiplied"]),
     "eps hard-coded": (lambda s, x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * s.w,
                        ["rms_norm_eps"]),
+    "Gemma's (1 + w)": (lambda s, x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + s.cfg.rms_norm_eps) * (1 + s.w),
+                        ["(1 + w)", "Gemma"]),
+    "d_model hard-coded": (lambda s, x: x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) / 64 + s.cfg.rms_norm_eps) * s.w,
+                           ["divided by 64", "d_model is 72", ".mean(dim=-1"]),
+    "unbiased std": (lambda s, x: x / torch.sqrt(x.var(-1, keepdim=True) + s.cfg.rms_norm_eps) * s.w,
+                     ["standard deviation"]),
+    "sum, not mean": (lambda s, x: x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + s.cfg.rms_norm_eps) * s.w,
+                      ["summed, not averaged"]),
 }
 
 
@@ -217,7 +225,9 @@ ROPE_MISTAKES = {
                                         ["angle table is in the neighbours' layout"]),
     "neighbours with a halves' table": (lambda x, t, o=0: modern.apply_rope(x, t, o, convention="neighbours", table="halves"),
                                         ["rotation pairs neighbours"]),
-    "no offset": (lambda x, t, o=0: modern.apply_rope(x, t, 0), ["not offset", "torch.arange(offset, offset + posn)"]),
+    "no offset": (lambda x, t, o=0: modern.apply_rope(x, t, 0), ["not offset", "torch.arange(offset, offset + posn)",
+                                                                 "row 0 (position 13)"]),
+    "offset + 1": (lambda x, t, o=0: modern.apply_rope(x, t, o + 1), ["offset + 1"]),
     "wrong way": (lambda x, t, o=0: modern.apply_rope(x, t, o, sign=-1.0), ["wrong way"]),
     "theta hard-coded": (lambda x, t, o=0: modern.apply_rope(x, 10000.0, o), ["wrong theta"]),
     "unrotated": (lambda x, t, o=0: x.clone(), ["unrotated"]),
@@ -269,6 +279,8 @@ SWIGLU_MISTAKES = {
     "ReLU": (lambda s, x: (F.relu(x @ s.W_gate) * (x @ s.W_in)) @ s.W_out, ["ReLU"]),
     "sigmoid gate (GLU)": (lambda s, x: (torch.sigmoid(x @ s.W_gate) * (x @ s.W_in)) @ s.W_out, ["GLU"]),
     "no activation": (lambda s, x: ((x @ s.W_gate) * (x @ s.W_in)) @ s.W_out, ["no activation"]),
+    "SiLU after the product": (lambda s, x: F.silu((x @ s.W_gate) * (x @ s.W_in)) @ s.W_out, ["after the product"]),
+    "gate added": (lambda s, x: (F.silu(x @ s.W_gate) + (x @ s.W_in)) @ s.W_out, ["gate is added"]),
 }
 
 
@@ -388,6 +400,16 @@ GQA_MISTAKES = {
     "theta hard-coded": (gqa_body(lambda q, k, v, t: (modern.apply_rope(q, 10000.0), modern.apply_rope(k, 10000.0), v),
                                   interleave, root_d_head), ["wrong theta", "500000"]),
     "no causal mask": (gqa_body(rope_qk, interleave, root_d_head, causal=False), ["no causal mask"]),
+    "frequencies over d_model": (
+        gqa_body(lambda q, k, v, t: (modern.apply_rope(q, t, denominator=q.shape[-1] * q.shape[-2]),
+                                     modern.apply_rope(k, t, denominator=q.shape[-1] * q.shape[-2]), v),
+                 interleave, root_d_head),
+        ["d_model", "-2k / d_head"]),
+    "RoPE before splitting the heads": (
+        gqa_body(lambda q, k, v, t: (modern.apply_rope(q.flatten(-2)[:, :, None], t).view(q.shape),
+                                     modern.apply_rope(k.flatten(-2)[:, :, None], t).view(k.shape), v),
+                 interleave, root_d_head),
+        ["all heads' features at once"]),
 }
 
 
@@ -414,6 +436,25 @@ def test_gqa_mistakes_are_named(name, solution):
     fails(tests.test_grouped_query_attention, variant(solution["GroupedQueryAttention"], body), *keywords)
 
 
+def test_gqa_mask_that_hides_the_diagonal_is_named(solution):
+    """With -inf, position 0 has no key left (NaN); with the lowest float it attends everywhere: both are named."""
+    for fill in (float("-inf"), torch.finfo(torch.float32).min):
+        def forward(s, x, fill=fill):
+            cfg = s.cfg
+            q = modern.apply_rope(torch.einsum("bpm,nmh->bpnh", x, s.W_Q), cfg.rope_theta)
+            k = modern.apply_rope(torch.einsum("bpm,nmh->bpnh", x, s.W_K), cfg.rope_theta)
+            v = torch.einsum("bpm,nmh->bpnh", x, s.W_V)
+            k, v = interleave(k, cfg), interleave(v, cfg)
+            scores = torch.einsum("bqnh,bknh->bnqk", q, k) / math.sqrt(cfg.d_head)
+            posn = x.shape[1]
+            scores = scores.masked_fill(torch.ones(posn, posn, dtype=torch.bool, device=x.device).triu(0), fill)
+            z = torch.einsum("bnqk,bknh->bqnh", scores.softmax(-1), v)
+            return torch.einsum("bqnh,nhm->bqm", z, s.W_O)
+
+        fails(tests.test_grouped_query_attention, variant(solution["GroupedQueryAttention"], forward),
+              "hides the diagonal")
+
+
 def test_gqa_hard_coded_group_is_caught_on_a_smaller_config(solution):
     body = gqa_body(rope_qk, lambda t, c: t.repeat_interleave(4, dim=2), root_d_head)
     fails(tests.test_grouped_query_attention, variant(solution["GroupedQueryAttention"], body), "smaller config")
@@ -437,6 +478,9 @@ BLOCK_MISTAKES = {
     "norms swapped": (lambda s, x: (lambda mid: mid + s.mlp(s.ln1(mid)))(x + s.attn(s.ln2(x))), ["swapped"]),
     "no attention residual": (lambda s, x: (lambda mid: mid + s.mlp(s.ln2(mid)))(s.attn(s.ln1(x))), ["attention's residual"]),
     "no MLP residual": (lambda s, x: s.mlp(s.ln2(x + s.attn(s.ln1(x)))), ["MLP's residual"]),
+    "residual added to the normed stream": (
+        lambda s, x: (lambda h: (lambda mid: s.ln2(mid) + s.mlp(s.ln2(mid)))(h + s.attn(h)))(s.ln1(x)),
+        ["added to the normalised copy"]),
 }
 
 
@@ -454,19 +498,26 @@ def test_block_mistakes_are_named(name, solution):
     fails(tests.test_modern_block, variant(solution["ModernBlock"], body), *keywords)
 
 
-def run_model(s, tokens, final=True, tied=False, scale=1.0):
+def run_model(s, tokens, final=True, tied=False, scale=1.0, order=None, norm_each=False, log_probs=False):
     resid = s.embed(tokens) * scale
-    for blk in s.blocks:
+    for blk in s.blocks if order is None else order(list(s.blocks)):
         resid = blk(resid)
-    if final:
+        if norm_each:
+            resid = s.ln_final(resid)
+    if final and not norm_each:
         resid = s.ln_final(resid)
-    return resid @ s.embed.W_E.T if tied else s.unembed(resid)
+    logits = resid @ s.embed.W_E.T if tied else s.unembed(resid)
+    return logits.log_softmax(-1) if log_probs else logits
 
 
 MODEL_MISTAKES = {
     "no final norm": (lambda s, t: run_model(s, t, final=False), ["ln_final"]),
     "tied unembedding": (lambda s, t: run_model(s, t, tied=True), ["W_E.T", "unembed.W_U"]),
     "embeddings scaled": (lambda s, t: run_model(s, t, scale=math.sqrt(s.cfg.d_model)), ["Gemma"]),
+    "log_softmax returned": (lambda s, t: run_model(s, t, log_probs=True), ["log-softmax", "Return the logits"]),
+    "first block only": (lambda s, t: run_model(s, t, order=lambda blocks: blocks[:1]), ["only the first block"]),
+    "blocks reversed": (lambda s, t: run_model(s, t, order=lambda blocks: blocks[::-1]), ["reverse order"]),
+    "ln_final after every block": (lambda s, t: run_model(s, t, norm_each=True), ["after every block"]),
 }
 
 

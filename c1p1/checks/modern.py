@@ -75,27 +75,34 @@ def hf_modules():
 
 
 def rms_norm(x: Tensor, w: Tensor, eps: float, *, centre=False, eps_outside=False, no_weight=False,
-             add_weight=False) -> Tensor:
-    """RMSNorm, and each of its mistakes."""
+             add_weight=False, one_plus_w=False, divide_by=None, std=False) -> Tensor:
+    """RMSNorm, and each of its mistakes (``divide_by``: the number the sum of squares is divided by)."""
     x32 = x.float()  # (..., d_model)
     if centre:
         x32 = x32 - x32.mean(-1, keepdim=True)  # (..., d_model)
-    mean_square = x32.pow(2).mean(-1, keepdim=True)  # (..., 1)
+    if std:
+        mean_square = x32.var(-1, keepdim=True)  # (..., 1): the unbiased variance, centred
+    elif divide_by is not None:
+        mean_square = x32.pow(2).sum(-1, keepdim=True) / divide_by  # (..., 1)
+    else:
+        mean_square = x32.pow(2).mean(-1, keepdim=True)  # (..., 1)
     normed = x32 / (mean_square.sqrt() + eps) if eps_outside else x32 * torch.rsqrt(mean_square + eps)  # (..., d_model)
     normed = normed.to(x.dtype)
     if no_weight:
         return normed
+    if one_plus_w:
+        return normed * (1 + w)  # (..., d_model)
     return normed + w if add_weight else normed * w  # (..., d_model)
 
 
 def rope_angles(positions: Tensor, d_head: int, theta: float, *, layout="halves", exponent=2.0, sign=-1.0,
-                per_feature=False) -> Tensor:
-    """The angle of every feature at every position: (posn, d_head)."""
+                per_feature=False, denominator=None) -> Tensor:
+    """The angle of every feature at every position: (posn, d_head); ``denominator`` replaces d_head in the exponent."""
     if per_feature:
         freqs = theta ** (-torch.arange(d_head, device=positions.device, dtype=torch.float32) / d_head)  # (d_head,)
         return positions.float()[:, None] * freqs  # (posn, d_head)
     k = torch.arange(d_head // 2, device=positions.device, dtype=torch.float32)  # (d_head/2,)
-    freqs = theta ** (sign * exponent * k / d_head)  # (d_head/2,)
+    freqs = theta ** (sign * exponent * k / (denominator or d_head))  # (d_head/2,)
     half = positions.float()[:, None] * freqs  # (posn, d_head/2)
     return torch.cat([half, half], dim=-1) if layout == "halves" else half.repeat_interleave(2, dim=-1)
 
@@ -111,35 +118,42 @@ def rotate_neighbours(x: Tensor) -> Tensor:
 
 
 def apply_rope(x: Tensor, theta: float, offset: int = 0, *, convention="halves", table=None, sign=1.0,
-               no_offset=False) -> Tensor:
-    """RoPE on (batch, posn, heads, d_head), and each of its mistakes."""
+               no_offset=False, shift=0, denominator=None) -> Tensor:
+    """RoPE on (batch, posn, heads, d_head), and each of its mistakes (``shift``: positions off by that much)."""
     posn = x.shape[1]
-    start = 0 if no_offset else offset
+    start = (0 if no_offset else offset) + shift
     positions = torch.arange(start, start + posn, device=x.device)  # (posn,)
-    angles = rope_angles(positions, x.shape[-1], theta, layout=table or convention)  # (posn, d_head)
+    angles = rope_angles(positions, x.shape[-1], theta, layout=table or convention,
+                         denominator=denominator)  # (posn, d_head)
     cos, sin = angles.cos()[:, None, :], angles.sin()[:, None, :]  # (posn, 1, d_head)
     rotated = rotate_half(x) if convention == "halves" else rotate_neighbours(x)  # (batch, posn, heads, d_head)
     return x * cos + sign * rotated * sin  # (batch, posn, heads, d_head)
 
 
-def swiglu(x: Tensor, p: dict[str, Tensor], *, swapped=False, activation="silu", both=False) -> Tensor:
+def swiglu(x: Tensor, p: dict[str, Tensor], *, swapped=False, activation="silu", both=False,
+           after_product=False, added=False) -> Tensor:
     gate, up = x @ p["W_gate"], x @ p["W_in"]  # (batch, posn, d_mlp) each
     if swapped:
         gate, up = up, gate
     act = {"silu": F.silu, "gelu": F.gelu, "relu": F.relu, "sigmoid": torch.sigmoid, "none": lambda t: t}[activation]
-    hidden = act(gate) * (act(up) if both else up)  # (batch, posn, d_mlp)
+    if added:
+        return (act(gate) + up) @ p["W_out"]  # (batch, posn, d_model)
+    hidden = act(gate * up) if after_product else act(gate) * (act(up) if both else up)  # (batch, posn, d_mlp)
     return hidden @ p["W_out"]  # (batch, posn, d_model)
 
 
 def gqa(x: Tensor, p: dict[str, Tensor], cfg: ModernConfig, *, rope="qk", grouping="interleave", scale_by=None,
-        causal=True, convention="halves", theta=None) -> Tensor:
-    """Grouped-query attention, and each of its mistakes."""
+        causal=True, convention="halves", theta=None, denominator=None, flat_rope=False) -> Tensor:
+    """Grouped-query attention, and each of its mistakes (``flat_rope``: RoPE over all heads' features at once)."""
     q = torch.einsum("bpm,nmh->bpnh", x, p["W_Q"])  # (batch, posn, n_heads, d_head)
     k = torch.einsum("bpm,nmh->bpnh", x, p["W_K"])  # (batch, posn, n_kv_heads, d_head)
     v = torch.einsum("bpm,nmh->bpnh", x, p["W_V"])  # (batch, posn, n_kv_heads, d_head)
 
     def rot(t: Tensor) -> Tensor:
-        return apply_rope(t, theta or cfg.rope_theta, convention=convention)
+        if flat_rope:  # one "head" of n * d_head features, rotated, then split into heads again
+            flat = t.flatten(-2)[:, :, None, :]  # (batch, posn, 1, n * d_head)
+            return apply_rope(flat, theta or cfg.rope_theta, convention=convention).view(t.shape)
+        return apply_rope(t, theta or cfg.rope_theta, convention=convention, denominator=denominator)
 
     q, k, v = (rot(t) if name in rope else t for name, t in (("q", q), ("k", k), ("v", v)))
     group = cfg.n_heads // cfg.n_kv_heads
@@ -152,8 +166,9 @@ def gqa(x: Tensor, p: dict[str, Tensor], cfg: ModernConfig, *, rope="qk", groupi
         scores = scores / math.sqrt(scale_by or cfg.d_head)
     if causal:
         posn = x.shape[1]
-        future = torch.ones(posn, posn, dtype=torch.bool, device=x.device).triu(1)  # (query_pos, key_pos)
-        scores = scores.masked_fill(future, float("-inf"))
+        strict = causal == "strict"  # the mistake that hides the diagonal too, with the lowest float (no NaN)
+        future = torch.ones(posn, posn, dtype=torch.bool, device=x.device).triu(0 if strict else 1)  # (query_pos, key_pos)
+        scores = scores.masked_fill(future, torch.finfo(scores.dtype).min if strict else float("-inf"))
     pattern = scores.softmax(dim=-1)  # (batch, n_heads, query_pos, key_pos)
     z = torch.einsum("bnqk,bknh->bqnh", pattern, v)  # (batch, posn, n_heads, d_head)
     return torch.einsum("bqnh,nhm->bqm", z, p["W_O"])  # (batch, posn, d_model)
@@ -168,6 +183,11 @@ def block(x: Tensor, p: dict[str, Tensor], cfg: ModernConfig, *, arrangement="pr
     if arrangement == "post":
         mid = rms_norm(x + gqa(x, attn, cfg), ln1, eps)  # (batch, posn, d_model)
         return rms_norm(mid + swiglu(mid, mlp), ln2, eps)
+    if arrangement == "normed_residual":
+        normed = rms_norm(x, ln1, eps)  # (batch, posn, d_model)
+        mid = normed + gqa(normed, attn, cfg)  # (batch, posn, d_model)
+        normed = rms_norm(mid, ln2, eps)  # (batch, posn, d_model)
+        return normed + swiglu(normed, mlp)
     if arrangement == "parallel":
         return x + gqa(rms_norm(x, ln1, eps), attn, cfg) + swiglu(rms_norm(x, ln2, eps), mlp)
     attn_out = gqa(rms_norm(x, ln1, eps), attn, cfg)  # (batch, posn, d_model)
@@ -180,16 +200,19 @@ def block(x: Tensor, p: dict[str, Tensor], cfg: ModernConfig, *, arrangement="pr
 
 
 def model(tokens: Tensor, p: dict[str, Tensor], cfg: ModernConfig, *, final_norm=True, tied=False,
-          scale_embed=False) -> Tensor:
-    """The whole modern model's logits, and each of its mistakes."""
+          scale_embed=False, layers=None, norm_each=False, log_probs=False) -> Tensor:
+    """The whole modern model's logits, and each of its mistakes (``layers``: the blocks run, in order)."""
     resid = p["embed.W_E"][tokens]  # (batch, posn, d_model)
     if scale_embed:
         resid = resid * math.sqrt(cfg.d_model)
-    for i in range(cfg.n_layers):
+    for i in range(cfg.n_layers) if layers is None else layers:
         resid = block(resid, sub_params(p, f"blocks.{i}."), cfg)  # (batch, posn, d_model)
-    if final_norm:
+        if norm_each:
+            resid = rms_norm(resid, p["ln_final.w"], cfg.rms_norm_eps)
+    if final_norm and not norm_each:
         resid = rms_norm(resid, p["ln_final.w"], cfg.rms_norm_eps)
-    return resid @ (p["embed.W_E"].T if tied else p["unembed.W_U"])  # (batch, posn, d_vocab)
+    logits = resid @ (p["embed.W_E"].T if tied else p["unembed.W_U"])  # (batch, posn, d_vocab)
+    return logits.log_softmax(dim=-1) if log_probs else logits
 
 
 # ------------------------------------------------------------------------------------ RMSNorm
@@ -216,6 +239,17 @@ def rms_mistakes(x: Tensor, w: Tensor, cfg: ModernConfig):
                 lambda: rms_norm(x, w, eps, add_weight=True)),
         Mistake("eps is not this config's rms_norm_eps: read self.cfg.rms_norm_eps instead of a number.",
                 lambda: rms_norm(x, w, 1e-6 if eps != 1e-6 else 1e-5)),
+        Mistake("the weight is applied as (1 + w), Gemma's convention (Gemma stores its norm weights as offsets "
+                "from 1). Llama multiplies by w itself: normalised * self.w.",
+                lambda: rms_norm(x, w, eps, one_plus_w=True)),
+        Mistake(f"the sum of squares is divided by {DEFAULT.d_model}, but this config's d_model is {cfg.d_model}. "
+                "Take the mean over the last dimension, .mean(dim=-1, keepdim=True), or read self.cfg.d_model, "
+                "instead of a number.", lambda: rms_norm(x, w, eps, divide_by=DEFAULT.d_model)),
+        Mistake("it divides by the standard deviation (x.std or x.var), which subtracts the mean first. RMSNorm "
+                "divides by the root of the mean of the squares of x itself: sqrt(mean(x**2) + eps).",
+                lambda: rms_norm(x, w, eps, std=True)),
+        Mistake("the squares are summed, not averaged: take .mean(dim=-1, keepdim=True) of x**2, not .sum.",
+                lambda: rms_norm(x, w, eps, divide_by=1)),
     ]
 
 
@@ -299,7 +333,7 @@ def angle_cases() -> list[Case]:
         expected = torch.cat([half, half], dim=-1)  # (posn, d_head): the table behind HF's cos and sin
         out.append(Case(f"{label}, positions {start}..{start + posn - 1}", cfg, None, (positions, cfg.d_head, cfg.rope_theta),
                         expected, ("posn", "d_head"), angle_mistakes(positions, cfg.d_head, cfg.rope_theta),
-                        ANGLES_FALLBACK))
+                        ANGLES_FALLBACK, first_position=start))
     return out
 
 
@@ -352,6 +386,9 @@ def rope_mistakes(x: Tensor, theta: float, offset: int):
         Mistake("the rotation goes the wrong way (x * cos - rotate_half(x) * sin, or rotate_half as cat(x2, -x1)). "
                 "rotate_half(x) = torch.cat([-x2, x1], dim=-1), and it is added: x * cos + rotate_half(x) * sin.",
                 lambda: apply_rope(x, theta, offset, sign=-1.0)),
+        Mistake(f"the positions start at offset + 1 = {offset + 1}: the first of x's positions is the offset itself "
+                f"({offset}), then {offset + 1}, ...: torch.arange(offset, offset + posn).",
+                lambda: apply_rope(x, theta, offset, shift=1)),
         Mistake(f"the wrong theta: this case's theta is {theta:g}. Pass theta on to rope_angles instead of 10000.",
                 lambda: apply_rope(x, 10000.0 if theta != 10000.0 else 500000.0, offset)),
         Mistake("x comes back unrotated. Multiply by cos and add rotate_half(x) times sin.", lambda: x),
@@ -374,7 +411,7 @@ def rope_cases() -> list[Case]:
         where = f"offset {offset} (positions {offset}..{offset + posn - 1}, as with a cache)" if offset else "offset 0"
         out.append(Case(f"{label}, {heads} heads, {where}", cfg, None, (x, cfg.rope_theta, offset), expected,
                         ("batch", "posn", "head_index", "d_head"), rope_mistakes(x, cfg.rope_theta, offset),
-                        ROPE_FALLBACK))
+                        ROPE_FALLBACK, first_position=offset))
     return out
 
 
@@ -415,6 +452,10 @@ def swiglu_mistakes(x: Tensor, p: dict[str, Tensor]):
                 lambda: swiglu(x, p, activation="sigmoid")),
         Mistake("there is no activation (a bilinear layer): apply F.silu to x @ W_gate.",
                 lambda: swiglu(x, p, activation="none")),
+        Mistake("SiLU is applied after the product, silu(gate * up). The gate alone goes through SiLU, and then "
+                "multiplies the up branch: silu(x @ W_gate) * (x @ W_in).", lambda: swiglu(x, p, after_product=True)),
+        Mistake("the gate is added to the up branch. A gate multiplies, element by element: "
+                "silu(x @ W_gate) * (x @ W_in).", lambda: swiglu(x, p, added=True)),
     ]
 
 
@@ -479,6 +520,16 @@ def gqa_mistakes(x: Tensor, p: dict[str, Tensor], cfg: ModernConfig):
                 lambda: gqa(x, p, cfg, theta=10000.0 if cfg.rope_theta != 10000.0 else 500000.0)),
         Mistake("there is no causal mask: each position sees the future. Set the scores above the diagonal to "
                 "-inf before the softmax.", lambda: gqa(x, p, cfg, causal=False)),
+        Mistake("the mask also hides the diagonal, each query's own key (position 0 then has no key at all). Mask "
+                "only the keys after the query: the scores strictly above the diagonal.",
+                lambda: gqa(x, p, cfg, causal="strict")),
+        Mistake(f"the RoPE frequencies use d_model = {cfg.d_model} in the exponent, theta ** (-2k / d_model). RoPE "
+                f"rotates within each head, so the exponent is -2k / d_head (d_head = {cfg.d_head}): call apply_rope "
+                "on q and k shaped (batch, posn, heads, d_head).",
+                lambda: gqa(x, p, cfg, denominator=cfg.d_model)),
+        Mistake("RoPE is applied to all heads' features at once (n_heads * d_head), before the heads are split. "
+                "Each head is rotated on its own: shape q and k as (batch, posn, heads, d_head) first, then "
+                "apply_rope.", lambda: gqa(x, p, cfg, flat_rope=True)),
     ]
 
 
@@ -511,12 +562,26 @@ def gqa_cases() -> list[Case]:
     return out
 
 
+def _gqa_verdict(case: Case, out: Tensor, module) -> None:
+    """The default verdict, after one look for the NaN that a mask hiding the diagonal gives position 0."""
+    __tracebackhide__ = True
+    if out.shape == case.expected.shape and out.is_floating_point():
+        bad = ~torch.isfinite(out)  # (batch, posn, d_model)
+        if bool(bad[:, 0].all()) and not bool(bad[:, 1:].any()):
+            core.fail(f"{GQA_TEST} FAILED on {case.label}: the output is NaN at position 0, and only there.\n"
+                      "Likely cause: the mask also hides the diagonal, each query's own key, so position 0 has no "
+                      "key left and its softmax row is all -inf. Mask only the keys after the query: the scores "
+                      "strictly above the diagonal (triu with diagonal=1).")
+    core.judge(GQA_TEST, case, out, shape_hints=GQA_SHAPE_HINTS)
+
+
 def test_grouped_query_attention(GroupedQueryAttention) -> None:
     """Check a GroupedQueryAttention class against Hugging Face's LlamaAttention."""
     __tracebackhide__ = True
     cls = core.expect_module_class(GroupedQueryAttention, "GroupedQueryAttention", GQA_TEST)
     cases = gqa_cases()
-    core.run_cases(GQA_TEST, cls, cases, shape_hints=GQA_SHAPE_HINTS, fields=FIELDS, load=_load(GQA_TEST))
+    core.run_cases(GQA_TEST, cls, cases, shape_hints=GQA_SHAPE_HINTS, fields=FIELDS, load=_load(GQA_TEST),
+                   verify=_gqa_verdict)
     core.passed(GQA_TEST, core.summary(cases))
 
 
@@ -542,6 +607,9 @@ def block_mistakes(x: Tensor, p: dict[str, Tensor], cfg: ModernConfig):
                 lambda: block(x, p, cfg, arrangement="no_attn_residual")),
         Mistake("the MLP's residual connection is missing: add mlp(ln2(resid_mid)) to resid_mid.",
                 lambda: block(x, p, cfg, arrangement="no_mlp_residual")),
+        Mistake("each sublayer's output is added to the normalised copy, ln(resid) + sublayer(ln(resid)). The norm "
+                "makes a copy for the sublayer to read; the output is added to the stream itself: "
+                "resid + attn(ln1(resid)).", lambda: block(x, p, cfg, arrangement="normed_residual")),
     ]
 
 
@@ -586,6 +654,14 @@ def model_mistakes(tokens: Tensor, p: dict[str, Tensor], cfg: ModernConfig):
                 "matrix: unembed.W_U.", lambda: model(tokens, p, cfg, tied=True)),
         Mistake(f"the embeddings are multiplied by sqrt(d_model) = {math.sqrt(cfg.d_model):.3g}. Gemma does that; "
                 "Llama does not.", lambda: model(tokens, p, cfg, scale_embed=True)),
+        Mistake("the output is the log-softmax of the logits (log-probabilities). Return the logits themselves, "
+                "W_U's output: the loss applies the log-softmax.", lambda: model(tokens, p, cfg, log_probs=True)),
+        Mistake(f"only the first block runs; this config has {cfg.n_layers}. Run every block of self.blocks, in "
+                "order, each on the previous one's output.", lambda: model(tokens, p, cfg, layers=[0])),
+        Mistake("the blocks run in reverse order: blocks[0] reads the embeddings, and the last block comes last.",
+                lambda: model(tokens, p, cfg, layers=list(reversed(range(cfg.n_layers))))),
+        Mistake("ln_final is applied after every block. It is applied once, after the last block, before W_U; "
+                "each block normalises its own copies inside.", lambda: model(tokens, p, cfg, norm_each=True)),
     ]
 
 
