@@ -23,7 +23,7 @@ class RMSNorm(nn.Module):
         self.w = nn.Parameter(torch.ones(cfg.d_model))  # (d_model,)
 
     def forward(self, residual: Float[Tensor, "batch posn d_model"]) -> Float[Tensor, "batch posn d_model"]:
-        """x / sqrt(mean(x**2) + eps) * w, the mean over d_model, in float32."""
+        """x / sqrt(mean(x**2) + eps) * w, the mean over d_model (Hugging Face computes it in float32, then casts back)."""
         ### BEGIN SOLUTION
         x = residual.float()  # (batch, posn, d_model)
         mean_square = x.pow(2).mean(dim=-1, keepdim=True)  # (batch, posn, 1)
