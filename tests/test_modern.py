@@ -146,7 +146,9 @@ ANGLE_MISTAKES = {
     "exponent k/d": (lambda p, d, t: modern.rope_angles(p, d, t, exponent=1.0), ["2k / d_head"]),
     "growing frequencies": (lambda p, d, t: modern.rope_angles(p, d, t, sign=1.0), ["grow instead of shrinking"]),
     "one frequency per feature": (lambda p, d, t: modern.rope_angles(p, d, t, per_feature=True), ["own frequency"]),
-    "theta hard-coded": (lambda p, d, t: modern.rope_angles(p, d, 10000.0), ["wrong theta", "500000"]),
+    "theta hard-coded": (lambda p, d, t: modern.rope_angles(p, d, 10000.0), ["wrong theta", "500000",
+                                                                            "row 8 (position 48)"]),
+    "exponent over d_head - 2": (lambda p, d, t: modern.rope_angles(p, d, t, denominator=d - 2), ["d_head - 2"]),
     "positions ignored": (lambda p, d, t: modern.rope_angles(torch.arange(len(p), device=p.device), d, t),
                           ["positions are ignored"]),
 }
@@ -231,6 +233,11 @@ ROPE_MISTAKES = {
     "wrong way": (lambda x, t, o=0: modern.apply_rope(x, t, o, sign=-1.0), ["wrong way"]),
     "theta hard-coded": (lambda x, t, o=0: modern.apply_rope(x, 10000.0, o), ["wrong theta"]),
     "unrotated": (lambda x, t, o=0: x.clone(), ["unrotated"]),
+    "angle by head index": (lambda x, t, o=0: x * modern.rope_angles(torch.arange(o, o + x.shape[2], device=x.device),
+                                                                     x.shape[-1], t).cos()
+                            + modern.rotate_half(x) * modern.rope_angles(torch.arange(o, o + x.shape[2], device=x.device),
+                                                                         x.shape[-1], t).sin(),
+                            ["head index"]),
 }
 
 

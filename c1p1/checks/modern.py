@@ -314,6 +314,9 @@ def angle_mistakes(positions: Tensor, d_head: int, theta: float):
         Mistake("every feature has its own frequency (d_head of them). Features rotate in pairs, and the two of a "
                 "pair share one angle: d_head // 2 frequencies, each used twice.",
                 lambda: rope_angles(positions, d_head, theta, per_feature=True)),
+        Mistake(f"the exponent divides by d_head - 2 = {d_head - 2}, so that the last pair turns at exactly 1/theta. "
+                f"It divides by d_head = {d_head}: theta ** (-2k / d_head), k = 0 .. d_head/2 - 1, and the last pair "
+                "turns a little faster than 1/theta.", lambda: rope_angles(positions, d_head, theta, denominator=d_head - 2)),
         Mistake(f"the wrong theta: this case's theta is {theta:g}. Use the theta you are given, not 10000.",
                 lambda: rope_angles(positions, d_head, 10000.0 if theta != 10000.0 else 500000.0)),
         Mistake("the positions are ignored: the angles start at 0. Multiply the positions you are given (with a "
@@ -392,6 +395,10 @@ def rope_mistakes(x: Tensor, theta: float, offset: int):
         Mistake(f"the wrong theta: this case's theta is {theta:g}. Pass theta on to rope_angles instead of 10000.",
                 lambda: apply_rope(x, 10000.0 if theta != 10000.0 else 500000.0, offset)),
         Mistake("x comes back unrotated. Multiply by cos and add rotate_half(x) times sin.", lambda: x),
+        Mistake("each head is rotated by its head index instead of each position by its position: the table was "
+                "built for x.shape[2] (the heads) and broadcast over the heads' axis. Build it for the posn positions "
+                "offset .. offset + posn - 1 and give it a heads axis, cos[:, None, :].",
+                lambda: apply_rope(x.transpose(1, 2), theta, offset).transpose(1, 2)),
     ]
 
 
