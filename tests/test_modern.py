@@ -598,3 +598,22 @@ def test_the_modern_model_matches_the_gpt2_style_parameter_count(recipe_name):
     assert ours == modern_parameters(cfg)
     assert abs(ours - gpt2) / gpt2 < 0.02
     assert cfg.n_kv_heads < cfg.n_heads and cfg.d_model == recipe.d_model and cfg.n_layers == recipe.n_layers
+
+
+def test_beyond_the_training_length_compares_the_same_characters():
+    """Every long window the data allows; the first span is the same computation in long and in short windows."""
+    from c1p1.bench_modern import beyond_training_length, span_lines
+    from c1p1.parts import ModernTransformer
+
+    torch.manual_seed(0)
+    cfg = ModernConfig(d_model=32, d_vocab=20, n_ctx=8, d_head=8, d_mlp=64, n_heads=4, n_kv_heads=2, n_layers=1)
+    model = ModernTransformer(cfg).eval()
+    data = torch.randint(0, cfg.d_vocab, (4 * 8 * 5 + 3,))  # room for 5 windows of 32, not 6
+    with torch.no_grad():
+        result = beyond_training_length(model, data, block=8)
+    assert result["long"].shape == result["short"].shape == (5, 4)
+    torch.testing.assert_close(result["long"][:, 0], result["short"][:, 0])
+    assert not torch.allclose(result["long"][:, 1:], result["short"][:, 1:])  # more context changes the later spans
+    lines = span_lines(result, 8)
+    assert len(lines) == 4 and "the same computation" in lines[0]
+    assert all(("within noise" in line) or ("worse" in line) or ("better" in line) for line in lines[1:])
