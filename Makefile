@@ -91,6 +91,7 @@ bench: venv data
 	$(TEST_ENV) $(PY) -m c1p1.bench
 	$(TEST_ENV) $(PY) -m c1p1.bench_tokenizer
 	HF_HUB_OFFLINE=1 $(PY) -m c1p1.bench_training --threads 2
+	HF_HUB_OFFLINE=1 $(PY) -m c1p1.bench_modern --threads 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -53,6 +53,7 @@ KNOWN_IMPORTS = {
     "Float": "from jaxtyping import Float",
     "Int": "from jaxtyping import Int",
     "Config": "from c1p1.config import Config",
+    "ModernConfig": "from c1p1.modern import ModernConfig",
     "tqdm": "from tqdm.auto import tqdm",
     "copy": "import copy",
     "replace": "from dataclasses import replace",

@@ -120,6 +120,13 @@ _TABLE = (
     ("test_merge_pair", "15_tokenizer", "merge_pair", "merge_pair"),
     ("test_bpe_tokenizer", "15_tokenizer", "BPETokenizer", "BPETokenizer"),
     ("test_train_bpe", "15_tokenizer", "train_bpe", "train_bpe"),
+    ("test_rms_norm", "16_modern_llm", "RMSNorm", "RMSNorm"),
+    ("test_rope_angles", "16_modern_llm", "rope_angles", "rope_angles"),
+    ("test_apply_rope", "16_modern_llm", "apply_rope", "apply_rope"),
+    ("test_swiglu", "16_modern_llm", "SwiGLU", "SwiGLU"),
+    ("test_grouped_query_attention", "16_modern_llm", "GroupedQueryAttention", "GroupedQueryAttention"),
+    ("test_modern_block", "16_modern_llm", "ModernBlock", "ModernBlock"),
+    ("test_modern_transformer", "16_modern_llm", "ModernTransformer", "ModernTransformer"),
 )
 
 # Exercises their notebook calls optional ("## Exercise (optional): `beam_search`"): graded, but counted apart from

@@ -138,11 +138,12 @@ def learner_raised(test: str, what: str, exc: BaseException, hint: str = "") -> 
 
 def size_hint(cfg: Config, fields: str = "cfg.d_model, cfg.n_heads, ...") -> str:
     """Said when the learner's code fails on a case built with a Config other than GPT-2 small's."""
-    if cfg == Config():
+    if cfg == type(cfg)():  # the default of its kind: GPT-2 small's Config, or another notebook's own
         return ""
     return (
         f"This case builds your class with a smaller Config ({cfg}). "
-        f"Use the cfg fields ({fields}) instead of GPT-2 small's numbers."
+        f"Use the cfg fields ({fields}) instead of "
+        + ("GPT-2 small's numbers." if isinstance(cfg, Config) else "the default config's numbers.")
     )
 
 

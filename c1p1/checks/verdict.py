@@ -51,6 +51,7 @@ class Case:
     dims: tuple[str, ...]
     mistakes: Callable[[], list[Mistake]] = field(default=lambda: [])
     fallback: str = ""  # the most likely causes, ranked, when no known mistake matches
+    first_position: int = 0  # the position of row 0 along "posn", for inputs that start later (a cache's offset)
 
 
 _PLACES = {
@@ -68,8 +69,10 @@ _PLACES = {
 }
 
 
-def where(index: Sequence[int], dims: Sequence[str]) -> str:
-    return ", ".join(f"{_PLACES.get(d, d)} {i}" for d, i in zip(dims, index, strict=False))
+def where(index: Sequence[int], dims: Sequence[str], first_position: int = 0) -> str:
+    """Where an index lies, by the names of the dims; with ``first_position``, a "posn" index is a row and a position."""
+    return ", ".join(f"row {i} (position {i + first_position})" if d == "posn" and first_position
+                     else f"{_PLACES.get(d, d)} {i}" for d, i in zip(dims, index, strict=False))
 
 
 def named_shape(shape: Sequence[int], dims: Sequence[str]) -> str:
@@ -141,7 +144,7 @@ def explain(test: str, what: str, case: Case, out: Tensor, mismatch: Mismatch) -
     __tracebackhide__ = True
     first = (
         f"{test} FAILED on {case.label}: {100 * mismatch.fraction:.1f}% of {what} values match the reference "
-        f"(max abs error {mismatch.max_error:.3g} at {where(mismatch.index, case.dims)})."
+        f"(max abs error {mismatch.max_error:.3g} at {where(mismatch.index, case.dims, case.first_position)})."
     )
     best, best_distance = None, float("inf")
     for mistake in case.mistakes():
