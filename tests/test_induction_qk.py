@@ -68,6 +68,38 @@ MISTAKES = {
 }
 
 
+def _wu(model):
+    return model.unembed.W_U.T  # (d_vocab, d_model)
+
+
+def with_model(body):
+    """A learner's function from body(model, layer-0 attention, layer-1 attention, prev_head, induction_head)."""
+
+    def induction_qk_circuit(model, prev_head, induction_head):
+        return body(model, model.blocks[0].attn, model.blocks[1].attn, prev_head, induction_head)
+
+    return induction_qk_circuit
+
+
+MISTAKES.update({
+    "W_Q for W_V": (circuit(lambda E, a0, a1, p, i: FactoredMatrix(
+        _q(E, a1, i), (E @ a0.W_Q[p] @ a0.W_O[p] @ a1.W_K[i]).T)), ["starts with its W_Q", "W_V"]),
+    "W_U on the key side": (with_model(lambda m, a0, a1, p, i: FactoredMatrix(
+        _q(m.embed.W_E, a1, i), (_wu(m) @ ov(a0, p) @ a1.W_K[i]).T)), ["key side starts from W_U.T"]),
+    "W_U on the query side": (with_model(lambda m, a0, a1, p, i: FactoredMatrix(
+        _wu(m) @ a1.W_Q[i], (m.embed.W_E @ ov(a0, p) @ a1.W_K[i]).T)), ["query side starts from W_U.T"]),
+    "OV from layer 1": (circuit(lambda E, a0, a1, p, i: FactoredMatrix(
+        _q(E, a1, i), (E @ ov(a1, p) @ a1.W_K[i]).T)), ["come from layer 1"]),
+    "QK from layer 0": (circuit(lambda E, a0, a1, p, i: FactoredMatrix(
+        _q(E, a0, i), (E @ ov(a0, p) @ a0.W_K[i]).T)), ["come from layer 0"]),
+    "biases included": (circuit(lambda E, a0, a1, p, i: FactoredMatrix(
+        E @ a1.W_Q[i] + a1.b_Q[i], (((E @ a0.W_V[p] + a0.b_V[p]) @ a0.W_O[p] + a0.b_O) @ a1.W_K[i] + a1.b_K[i]).T)),
+        ["biases are included"]),
+    "W_V without W_O": (circuit(lambda E, a0, a1, p, i: FactoredMatrix(
+        _q(E, a1, i), (E @ a0.W_V[p] @ a1.W_K[i]).T)), ["W_V alone"]),
+})
+
+
 @pytest.mark.parametrize("name", CORRECT)
 def test_correct_variants_pass(name):
     tests.test_induction_qk_circuit(CORRECT[name])

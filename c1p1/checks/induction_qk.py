@@ -32,21 +32,27 @@ DIMS = ("query token", "key's previous token")
 
 def composed(model: nn.Module, prev_head: int, induction_head: int, *, query_path: bool = False,
              key_matrix: str = "W_K", query_matrix: str = "W_Q", ov_layer: int = 0, ov_head: int | None = None,
-             ov_transposed: bool = False, direct: bool = False) -> Tensor:
+             ov_transposed: bool = False, direct: bool = False, ov_read: str = "W_V", qk_layer: int = 1,
+             query_embed: str = "W_E", key_embed: str = "W_E", biases: bool = False) -> Tensor:
     """The dense (d_vocab, d_vocab) circuit, or one of its plausible mistakes (each keyword one of them)."""
     a0 = model.blocks[ov_layer].attn
-    a1 = model.blocks[1].attn
+    a1 = model.blocks[qk_layer].attn
     W_E = model.embed.W_E  # (d_vocab, d_model)
+    embeds = {"W_E": W_E, "W_U": model.unembed.W_U.T}  # W_U.T: (d_vocab, d_model), the unembedding read backwards
     h = prev_head if ov_head is None else ov_head
-    W_OV = a0.W_V[h] @ a0.W_O[h]  # (d_model, d_model): what the head writes, given what it reads
+    W_OV = getattr(a0, ov_read)[h] @ a0.W_O[h]  # (d_model, d_model): what the head writes, given what it reads
     if ov_transposed:
         W_OV = W_OV.T
     W_Q = getattr(a1, query_matrix)[induction_head]  # (d_model, d_head)
     W_K = getattr(a1, key_matrix)[induction_head]  # (d_model, d_head)
-    if query_path:  # the previous token reaches the query (Q-composition), the key reads its own token
-        queries, keys = W_E @ W_OV @ W_Q, W_E @ W_K  # (d_vocab, d_head) each
+    if biases:  # every bias on the path added where its layer adds it
+        queries = embeds[query_embed] @ W_Q + a1.b_Q[induction_head]  # (d_vocab, d_head)
+        copied = (embeds[key_embed] @ getattr(a0, ov_read)[h] + a0.b_V[h]) @ a0.W_O[h] + a0.b_O  # (d_vocab, d_model)
+        keys = copied @ W_K + a1.b_K[induction_head]  # (d_vocab, d_head)
+    elif query_path:  # the previous token reaches the query (Q-composition), the key reads its own token
+        queries, keys = embeds[query_embed] @ W_OV @ W_Q, embeds[key_embed] @ W_K  # (d_vocab, d_head) each
     else:
-        queries, keys = W_E @ W_Q, W_E @ W_OV @ W_K  # (d_vocab, d_head) each
+        queries, keys = embeds[query_embed] @ W_Q, embeds[key_embed] @ W_OV @ W_K  # (d_vocab, d_head) each
     circuit = queries @ keys.T  # (d_vocab, d_vocab)
     if direct:
         circuit = circuit + W_E @ W_Q @ (W_E @ W_K).T  # the key's own token as well
@@ -94,11 +100,33 @@ def mistakes(model: nn.Module, prev_head: int, induction_head: int) -> Callable[
                 lambda: composed(model, p, i, query_matrix="W_K")),
         Mistake("you divided by sqrt(d_head): the circuit is the raw bilinear form; the attention layer applies the "
                 "scale itself.", lambda: right / math.sqrt(d_head)),
+        Mistake("the previous-token head's OV circuit starts with its W_Q: what a head copies is read by W_V, then "
+                "written by W_O, so the key side is W_E @ W_V[prev_head] @ W_O[prev_head] @ W_K[induction_head].",
+                lambda: composed(model, p, i, ov_read="W_Q")),
+        Mistake("the previous-token head's OV circuit starts with its W_K: what a head copies is read by W_V, then "
+                "written by W_O.", lambda: composed(model, p, i, ov_read="W_K")),
+        Mistake("the key side starts from W_U.T instead of W_E: the key position's previous token enters the model "
+                "through the embedding, so both sides start from W_E; W_U only reads the residual stream at the end.",
+                lambda: composed(model, p, i, key_embed="W_U")),
+        Mistake("the query side starts from W_U.T instead of W_E: the query's token enters the model through the "
+                "embedding, so both sides start from W_E.", lambda: composed(model, p, i, query_embed="W_U")),
+        Mistake("the previous-token head's W_V and W_O come from layer 1: the head that copies the previous token "
+                "is in layer 0 (model.blocks[0].attn), indexed by prev_head.",
+                lambda: composed(model, p, i, ov_layer=1)),
+        Mistake("the induction head's W_Q and W_K come from layer 0: the induction head is in layer 1 "
+                "(model.blocks[1].attn), indexed by induction_head.", lambda: composed(model, p, i, qk_layer=0)),
+        Mistake("the biases are included (b_Q, b_V, b_O, b_K): the QK circuit is the product of the weights only, "
+                "as Exercise 4's was; leave every bias out.", lambda: composed(model, p, i, biases=True)),
     ]
 
 
 SHAPE_HINT = ("Likely cause: the factors do not meet. Build the query side, (d_vocab, d_head), and the key side, "
-              "(d_vocab, d_head), then pair the first with the key side transposed.")
+              "(d_vocab, d_head), then pair the first with the key side transposed. On the key side the previous-token "
+              "head's OV circuit is W_V then W_O (d_model -> d_head -> d_model): W_V alone leaves it d_head wide "
+              "where W_K expects d_model.")
+FALLBACK = ("1) the query side is W_E @ W_Q[induction_head] of layer 1; 2) the key side is W_E @ W_V[prev_head] @ "
+            "W_O[prev_head] (layer 0) @ W_K[induction_head] (layer 1); 3) no biases, no scale, no direct path; "
+            "4) return FactoredMatrix(query_side, key_side.T).")
 
 
 def test_induction_qk_circuit(induction_qk_circuit) -> None:
@@ -130,7 +158,7 @@ def test_induction_qk_circuit(induction_qk_circuit) -> None:
         with torch.no_grad():
             dense = out.AB.detach()
         want = expected(model, prev_head, induction_head).detach()  # (d_vocab, d_vocab)
-        case = Case(label, cfg, None, (), want, DIMS, mistakes(model, prev_head, induction_head))
+        case = Case(label, cfg, None, (), want, DIMS, mistakes(model, prev_head, induction_head), FALLBACK)
         core.vet_output(dense, want, DIMS, TEST, f"{what}.AB", (
             (lambda got, exp: got[-1] == cfg.d_model,
              "the key side stops at d_model: finish it with W_E's rows, so that the columns are tokens."),
