@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from c1p1 import course_device
-    from c1p1.data import CharTokenizer, CorpusMissing, load_text, split
+    from c1p1.data import CorpusMissing, char_splits, load_text
     from c1p1.trained import COURSE_RECIPE
 
     if args.threads:
@@ -212,9 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     except CorpusMissing as exc:
         print(exc, file=sys.stderr)
         return 1
-    tokenizer = CharTokenizer(text)
-    train_text, val_text = split(text)
-    train_data, val_data = tokenizer.encode(train_text), tokenizer.encode(val_text)
+    tokenizer, train_data, val_data = char_splits(text)
     device = course_device()
     recipe = TINY_RECIPE if args.quick else COURSE_RECIPE
     print(f"GPT-2-style and modern models side by side on {device} with {torch.get_num_threads()} torch thread(s), "

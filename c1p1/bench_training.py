@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from c1p1 import course_device
-    from c1p1.data import CharTokenizer, CorpusMissing, load_text, split
+    from c1p1.data import CorpusMissing, char_splits, load_text
     from c1p1.trained import RECIPES
 
     if args.threads:
@@ -108,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     except CorpusMissing as exc:
         print(exc, file=sys.stderr)
         return 1
-    tokenizer = CharTokenizer(text)
-    train_text, val_text = split(text)
-    train_data, val_data = tokenizer.encode(train_text), tokenizer.encode(val_text)
+    tokenizer, train_data, val_data = char_splits(text)
     device = course_device()
     names = ["quick"] if args.quick else [n.strip() for n in args.recipes.split(",") if n.strip()]
     unknown = [n for n in names if n not in RECIPES]

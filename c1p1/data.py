@@ -178,6 +178,13 @@ class CharTokenizer:
         return f"CharTokenizer(d_vocab={self.d_vocab}, vocab={self.vocab!r})"
 
 
+def char_splits(text: str) -> tuple[CharTokenizer, Tensor, Tensor]:
+    """The character tokenizer of ``text``, and its training and validation splits encoded, each (posn,)."""
+    tokenizer = CharTokenizer(text)
+    train_text, val_text = split(text)
+    return tokenizer, tokenizer.encode(train_text), tokenizer.encode(val_text)
+
+
 def main() -> int:
     try:
         path = prepare()

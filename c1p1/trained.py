@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from c1p1.cache import code_fingerprint
 from c1p1.config import Config
-from c1p1.data import CharTokenizer, load_text, split
+from c1p1.data import CharTokenizer, char_splits, load_text
 from c1p1.parts import DemoTransformer
 from c1p1.reference import cache_dir
 
@@ -358,9 +358,7 @@ def shakespeare_model(device=None, verbose: bool = True) -> Trained:
                 print(f"Loaded the Shakespeare model ({recipe.name} recipe, validation loss "
                       f"{trained.val_loss:.3f} nats/char) from {path}")
             return trained
-    tokenizer = CharTokenizer(text)
-    train_text, val_text = split(text)
-    train_data, val_data = tokenizer.encode(train_text), tokenizer.encode(val_text)
+    tokenizer, train_data, val_data = char_splits(text)
     if verbose:
         print(f"No cached Shakespeare model: training it now ({recipe.name} recipe, {recipe.max_steps} steps) on {device}")
     model, history = train(recipe, train_data, val_data, tokenizer.d_vocab, device, progress=verbose)
